@@ -1,0 +1,36 @@
+"""metaxy-sql: sample-level, field-level data versioning compiled to SQL."""
+
+from metaxy_sql.definitions import BaseFeature, FeatureDep, FeatureSpec, FieldDep, FieldSpec
+from metaxy_sql.errors import (
+    ConfigError,
+    DataError,
+    DefinitionError,
+    ExecutionError,
+    MetaxySqlError,
+    StoreConnectionError,
+    UnknownFeatureError,
+    UnsupportedByDialectError,
+)
+from metaxy_sql.graph import FeatureGraph
+
+__all__ = [
+    "BaseFeature",
+    "ConfigError",
+    "DataError",
+    "DefinitionError",
+    "ExecutionError",
+    "FeatureDep",
+    "FeatureGraph",
+    "FeatureSpec",
+    "FieldDep",
+    "FieldSpec",
+    "MetaxySqlError",
+    "StoreConnectionError",
+    "UnknownFeatureError",
+    "UnsupportedByDialectError",
+]
+
+from metaxy_sql.increment import Increment, IncrementPart  # noqa: E402
+from metaxy_sql.store import Store, connect  # noqa: E402
+
+__all__ += ["Increment", "IncrementPart", "Store", "connect"]

@@ -1,0 +1,348 @@
+"""SQL builder: sqlglot expressions for resolve, latest state and writes.
+
+Only portable sqlglot nodes and the dialect's hooks are used here; names come from
+:mod:`metaxy_sql.names`. The same expressions feed ``render`` (print), ``resolve`` (run) and
+later ``materialize``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlglot import exp
+
+from metaxy_sql import hashing, names
+from metaxy_sql.dialects.base import Dialect, lit
+from metaxy_sql.hashing import HashAlgorithm
+from metaxy_sql.planner import FeaturePlan, FieldPlan, UpstreamPlan
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def _and(conditions: Sequence[exp.Expression]) -> exp.Expression:
+    return exp.and_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def ids_equal(left: str, right: str, ids: Sequence[str]) -> exp.Expression:
+    return _and([exp.EQ(this=col(c, left), expression=col(c, right)) for c in ids])
+
+
+# -- canonical hash inputs, mirrored from metaxy_sql.hashing ---------------------------------
+def token(d: Dialect, value: exp.Expression) -> exp.Expression:
+    """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
+    present = exp.DPipe(
+        this=exp.DPipe(this=d.int_to_text(d.byte_length(value)), expression=lit(":")),
+        expression=value.copy(),
+    )
+    return exp.Coalesce(this=present, expressions=[lit(hashing.ABSENT)])
+
+
+def concat(parts: Sequence[exp.Expression]) -> exp.Expression:
+    """``a || b || c`` with adjacent string literals folded into one."""
+    folded: list[exp.Expression] = []
+    for part in parts:
+        if folded and _is_str(part) and _is_str(folded[-1]):
+            folded[-1] = lit(folded[-1].this + part.this)
+        else:
+            folded.append(part)
+    result = folded[0]
+    for part in folded[1:]:
+        result = exp.DPipe(this=result, expression=part)
+    return result
+
+
+def _is_str(e: exp.Expression) -> bool:
+    return isinstance(e, exp.Literal) and e.is_string
+
+
+def field_provenance_expr(
+    d: Dialect, f: FieldPlan, value_of: dict[tuple[str, str], exp.Expression],
+    algorithm: HashAlgorithm,
+) -> exp.Expression:
+    parts: list[exp.Expression] = [lit(hashing.field_provenance_prefix(f.key, f.code_version))]
+    for parent in f.parents:
+        parts += [lit(hashing.parent_label(*parent)), token(d, value_of[parent])]
+    return d.digest(concat(parts), algorithm)
+
+
+def sample_digest_expr(
+    d: Dialect, by_field: Sequence[tuple[str, exp.Expression]], algorithm: HashAlgorithm
+) -> exp.Expression:
+    parts: list[exp.Expression] = [lit(hashing.SAMPLE_TAG)]
+    for key, value in sorted(by_field, key=lambda kv: kv[0]):
+        parts += [lit(hashing.encode(key)), token(d, value)]
+    return d.digest(concat(parts), algorithm)
+
+
+# -- latest state -----------------------------------------------------------------------------
+def latest_rows(
+    table: str, ids: Sequence[str], columns: Sequence[str],
+    projections: Sequence[exp.Expression] | None = None,
+) -> exp.Select:
+    """Latest row per id of a feature table, soft-deleted ids hidden.
+
+    ``columns`` are the stored columns read; ``projections`` (default: those columns) are
+    computed from them. Ties on ``metaxy_created_at`` resolve deterministically: a tombstone
+    wins, then the greater data version.
+    """
+    window = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[col(c) for c in ids],
+        order=exp.Order(expressions=[
+            exp.Ordered(this=col(names.CREATED_AT), desc=True),
+            exp.Ordered(this=col(names.DELETED), desc=True),
+            exp.Ordered(this=col(names.DATA_VERSION), desc=True),
+        ]),
+    )
+    inner = exp.select(
+        *[col(c) for c in (*ids, *columns, names.DELETED)],
+        exp.alias_(window, names.ROW_NUMBER, quoted=True),
+    ).from_(exp.to_table(table, quoted=True))
+    outputs = list(projections) if projections is not None else [col(c) for c in columns]
+    return (
+        exp.select(*[col(c) for c in ids], *outputs)
+        .from_(inner.subquery(table, copy=False))
+        .where(exp.EQ(this=col(names.ROW_NUMBER), expression=exp.Literal.number(1)))
+        .where(exp.Not(this=col(names.DELETED)))
+    )
+
+
+# -- resolve ----------------------------------------------------------------------------------
+def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
+           source: str | None) -> exp.Select:
+    """An empty relation standing in for a table never written (ids typed like ``source``)."""
+    id_cols: list[exp.Expression] = [
+        col(c) if source else exp.alias_(exp.Cast(this=exp.Null(), to=d.type_(d.text_type)), c,
+                                         quoted=True) for c in ids]
+    select = exp.select(
+        *id_cols,
+        *[exp.alias_(exp.Cast(this=exp.Null(), to=d.type_(d.text_type)), n, quoted=True)
+          for n in nulls],
+    ).where(exp.false())
+    return select.from_(exp.to_table(source, quoted=True)) if source else select
+
+
+def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan,
+                  missing: frozenset[str]) -> exp.Select:
+    if u.relation in missing:
+        source = None if plan.table in missing else plan.table
+        return _empty(d, plan.id_columns, [names.data_version_column(f) for f in u.fields],
+                      source)
+    if u.is_samples:
+        return exp.select(
+            *[col(c) for c in plan.id_columns],
+            *[exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
+                         quoted=True) for f in u.fields],
+        ).from_(exp.to_table(u.relation, quoted=True))
+    return latest_rows(u.relation, plan.id_columns, [names.DATA_VERSION_BY_FIELD], [
+        exp.alias_(d.map_get(col(names.DATA_VERSION_BY_FIELD), f), names.data_version_column(f),
+                   quoted=True) for f in u.fields])
+
+
+def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> exp.Select:
+    first = plan.upstreams[0]
+    if plan.is_root:
+        return exp.select(
+            *[col(c, first.cte) for c in plan.id_columns],
+            *[col(names.provenance_column(f), first.cte) for f in plan.field_keys],
+        ).from_(exp.to_table(first.cte, quoted=True))
+    value_of = {
+        (u.feature, f): col(names.data_version_column(f), u.cte)
+        for u in plan.upstreams for f in u.fields
+    }
+    select = exp.select(
+        *[col(c, first.cte) for c in plan.id_columns],
+        *[
+            exp.alias_(field_provenance_expr(d, f, value_of, algorithm),
+                       names.provenance_column(f.key), quoted=True)
+            for f in plan.fields
+        ],
+    ).from_(exp.to_table(first.cte, quoted=True))
+    for u in plan.upstreams[1:]:
+        select = select.join(exp.to_table(u.cte, quoted=True),
+                             on=ids_equal(first.cte, u.cte, plan.id_columns), join_type="inner")
+    return select
+
+
+def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str]) -> exp.Select:
+    if plan.table in missing:
+        return _empty(d, plan.id_columns, [names.provenance_column(f) for f in plan.field_keys],
+                      names.EXPECTED)
+    return latest_rows(plan.table, plan.id_columns, [names.PROVENANCE_BY_FIELD], [
+        exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
+                   quoted=True) for f in plan.field_keys])
+
+
+def _differs(f: str) -> exp.Expression:
+    e, c = col(names.provenance_column(f), names.EXPECTED), col(names.provenance_column(f),
+                                                                names.CURRENT)
+    return exp.or_(exp.NEQ(this=e, expression=c.copy()), exp.Is(this=c, expression=exp.Null()))
+
+
+def _not_exists(outer: str, inner: str, ids: Sequence[str]) -> exp.Expression:
+    sub = exp.select(exp.Literal.number(1)).from_(exp.to_table(inner, quoted=True)).where(
+        ids_equal(inner, outer, ids))
+    return exp.Not(this=exp.Exists(this=sub))
+
+
+def _increment_cte(d: Dialect, plan: FeaturePlan) -> exp.Expression:
+    ids, fields = plan.id_columns, plan.field_keys
+    empty = exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
+
+    def branch(status: str, source: str, changed: exp.Expression) -> exp.Select:
+        return exp.select(
+            exp.alias_(lit(status), names.STATUS, quoted=True),
+            *[col(c, source) for c in ids],
+            *[col(names.provenance_column(f), source) for f in fields],
+            exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
+        ).from_(exp.to_table(source, quoted=True))
+
+    new = branch(names.STATUS_NEW, names.EXPECTED, empty).where(
+        _not_exists(names.EXPECTED, names.CURRENT, ids))
+    changed = exp.Cast(
+        this=d.non_null_array([
+            exp.Case(ifs=[exp.If(this=_differs(f), true=lit(f))]) for f in fields]),
+        to=d.type_(d.text_array_type),
+    )
+    stale = (
+        branch(names.STATUS_STALE, names.EXPECTED, changed)
+        .join(exp.to_table(names.CURRENT, quoted=True),
+              on=ids_equal(names.EXPECTED, names.CURRENT, ids), join_type="inner")
+        .where(exp.or_(*[_differs(f) for f in fields]))
+    )
+    orphaned = branch(names.STATUS_ORPHANED, names.CURRENT, empty.copy()).where(
+        _not_exists(names.CURRENT, names.EXPECTED, ids))
+    return exp.union(exp.union(new, stale, distinct=False), orphaned, distinct=False)
+
+
+def resolve_statement(
+    d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm,
+    missing: frozenset[str] = frozenset(),
+) -> exp.Select:
+    """The one statement yielding the whole increment of ``plan.feature``.
+
+    ``missing`` names feature tables never written: they read as empty relations.
+
+    Columns: ``metaxy_status`` (new/stale/orphaned), the id columns, the expected (for
+    orphaned: stored) ``metaxy_provenance_by_field`` and ``metaxy_provenance``, and
+    ``metaxy_changed_fields`` (stale samples: the fields whose provenance changed).
+    """
+    by_field = [(f, col(names.provenance_column(f))) for f in plan.field_keys]
+    select = exp.select(
+        col(names.STATUS),
+        *[col(c) for c in plan.id_columns],
+        exp.alias_(d.map_build(by_field), names.PROVENANCE_BY_FIELD, quoted=True),
+        exp.alias_(sample_digest_expr(d, by_field, algorithm), names.PROVENANCE, quoted=True),
+        col(names.CHANGED_FIELDS),
+    ).from_(exp.to_table(names.INCREMENT, quoted=True))
+    ctes: list[tuple[str, exp.Expression]] = [
+        (u.cte, _upstream_cte(d, plan, u, missing)) for u in plan.upstreams]
+    ctes += [
+        (names.EXPECTED, _expected_cte(d, plan, algorithm)),
+        (names.CURRENT, _current_cte(d, plan, missing)),
+        (names.INCREMENT, _increment_cte(d, plan)),
+    ]
+    for name, body in ctes:
+        select = select.with_(exp.to_identifier(name, quoted=True), as_=body, copy=False)
+    return select
+
+
+def category_query(statement: exp.Select, status: str, columns: Sequence[str]) -> exp.Select:
+    """Rows of one category of the increment, from the resolve statement."""
+    return (
+        exp.select(*[col(c) for c in columns])
+        .from_(statement.subquery(names.RESOLVED))
+        .where(exp.EQ(this=col(names.STATUS), expression=lit(status)))
+    )
+
+
+def counts_query(statement: exp.Select) -> exp.Select:
+    """Count of each category in one query, computed in the engine."""
+    return (
+        exp.select(col(names.STATUS), exp.alias_(exp.Count(this=exp.Star()), "n", quoted=True))
+        .from_(statement.subquery(names.RESOLVED))
+        .group_by(col(names.STATUS))
+    )
+
+
+# -- writes -----------------------------------------------------------------------------------
+def write_select(
+    d: Dialect,
+    *,
+    staged: str,
+    id_columns: Sequence[str],
+    user_columns: Sequence[str],
+    field_keys: Sequence[str],
+    has_data_version: bool,
+    feature_version: str,
+    created_at: str,
+    algorithm: HashAlgorithm,
+) -> exp.Select:
+    """Rows to append to a feature table, with every hash computed in the engine.
+
+    The data version of a field is the writer's override when given, else its provenance.
+    """
+    passthrough = [col(c) for c in (*id_columns, *user_columns)]
+    per_field: list[exp.Expression] = []
+    for f in field_keys:
+        prov = d.map_get(col(names.PROVENANCE_BY_FIELD), f)
+        per_field.append(exp.alias_(prov, names.provenance_column(f), quoted=True))
+        dv = (exp.Coalesce(this=d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
+                           expressions=[prov.copy()]) if has_data_version else prov.copy())
+        per_field.append(exp.alias_(dv, names.data_version_column(f), quoted=True))
+    inner = exp.select(*passthrough, *per_field).from_(exp.to_table(staged, quoted=True))
+    prov_pairs = [(f, col(names.provenance_column(f))) for f in field_keys]
+    dv_pairs = [(f, col(names.data_version_column(f))) for f in field_keys]
+    return exp.select(
+        *[col(c) for c in (*id_columns, *user_columns)],
+        exp.alias_(d.map_build(prov_pairs), names.PROVENANCE_BY_FIELD, quoted=True),
+        exp.alias_(sample_digest_expr(d, prov_pairs, algorithm), names.PROVENANCE, quoted=True),
+        exp.alias_(d.map_build(dv_pairs), names.DATA_VERSION_BY_FIELD, quoted=True),
+        exp.alias_(sample_digest_expr(d, dv_pairs, algorithm), names.DATA_VERSION, quoted=True),
+        exp.alias_(lit(feature_version), names.FEATURE_VERSION, quoted=True),
+        exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
+        exp.alias_(exp.false(), names.DELETED, quoted=True),
+    ).from_(inner.subquery(staged, copy=False))
+
+
+def insert(table: str, columns: Sequence[str], select: exp.Select) -> exp.Insert:
+    return exp.insert(select, exp.to_table(table, quoted=True),
+                      columns=[exp.to_identifier(c, quoted=True) for c in columns])
+
+
+def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
+                      created_at: str) -> exp.Select:
+    """One soft-delete tombstone per distinct id in ``staged``."""
+    return exp.select(
+        *[col(c) for c in id_columns],
+        exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
+        exp.alias_(exp.true(), names.DELETED, quoted=True),
+    ).from_(exp.to_table(staged, quoted=True)).distinct()
+
+
+def hard_delete(table: str, staged: str, id_columns: Sequence[str]) -> exp.Delete:
+    """Delete every row (history included) of the ids in ``staged``."""
+    sub = exp.select(exp.Literal.number(1)).from_(exp.to_table(staged, quoted=True)).where(
+        ids_equal(staged, table, id_columns))
+    return exp.delete(exp.to_table(table, quoted=True), where=exp.Exists(this=sub))
+
+
+def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str]) -> exp.Select:
+    """Latest state of a feature table: the newest live row per id, ordered by id."""
+    return latest_rows(table, id_columns, columns).order_by(*[col(c) for c in id_columns])
+
+
+def read_history(table: str, id_columns: Sequence[str]) -> exp.Select:
+    """Every row ever written (tombstones included), oldest first per id."""
+    return exp.select(exp.Star()).from_(exp.to_table(table, quoted=True)).order_by(
+        *[col(c) for c in id_columns], col(names.CREATED_AT))
+
+
+def add_column(table: str, column: str, sql_type: str, d: Dialect) -> exp.Alter:
+    """Add a user column first seen in a later write."""
+    return exp.Alter(
+        this=exp.to_table(table, quoted=True), kind="TABLE",
+        actions=[exp.ColumnDef(this=exp.to_identifier(column, quoted=True),
+                               kind=exp.DataType.build(sql_type, dialect=d.sqlglot_dialect))])

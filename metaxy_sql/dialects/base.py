@@ -1,0 +1,85 @@
+"""What a dialect must declare: a handful of expression builders and type names.
+
+The SQL builder composes only these hooks and plain, portable sqlglot nodes; every engine quirk
+lives in exactly one dialect module, with a comment saying why.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from metaxy_sql.hashing import DIGEST_HEX_CHARS, HashAlgorithm
+
+
+def lit(value: str) -> exp.Literal:
+    return exp.Literal.string(value)
+
+
+def call(name: str, *args: exp.Expression) -> exp.Anonymous:
+    """A function call rendered verbatim (for functions whose name differs by engine)."""
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+class Dialect:
+    """Base dialect: portable defaults; subclasses override what their engine does differently."""
+
+    #: Engine name used in URLs, CLI options and ``dialects/<name>/``.
+    name: str = ""
+    #: sqlglot dialect used to render.
+    sqlglot_dialect: str = ""
+
+    # -- types ------------------------------------------------------------------------------
+    text_type = "TEXT"
+    map_type = "MAP(TEXT, TEXT)"
+    timestamp_type = "TIMESTAMP"
+    bool_type = "BOOLEAN"
+    text_array_type = "TEXT[]"
+
+    def type_(self, sql_type: str) -> exp.DataType:
+        return exp.DataType.build(sql_type, dialect=self.sqlglot_dialect)
+
+    # -- hashing ----------------------------------------------------------------------------
+    def hex_digest(self, text: exp.Expression, algorithm: HashAlgorithm) -> exp.Expression:
+        """Lowercase hex digest of the UTF-8 bytes of ``text`` (full length)."""
+        raise NotImplementedError
+
+    def digest(self, text: exp.Expression, algorithm: HashAlgorithm) -> exp.Expression:
+        """The 32-hex-char digest the oracle computes (``hashing.digest``)."""
+        full = self.hex_digest(text, algorithm)
+        if algorithm == "md5":  # md5 hex is exactly 32 chars already
+            return full
+        return exp.Substring(
+            this=full, start=exp.Literal.number(1), length=exp.Literal.number(DIGEST_HEX_CHARS))
+
+    def byte_length(self, text: exp.Expression) -> exp.Expression:
+        """Length of ``text`` in UTF-8 bytes."""
+        raise NotImplementedError
+
+    def int_to_text(self, value: exp.Expression) -> exp.Expression:
+        return exp.Cast(this=value, to=self.type_(self.text_type))
+
+    # -- per-field maps ---------------------------------------------------------------------
+    def map_get(self, mapping: exp.Expression, key: str) -> exp.Expression:
+        """Value of ``key`` in a per-field map column, NULL when the key is absent."""
+        return exp.Bracket(this=mapping, expressions=[lit(key)])
+
+    def map_build(self, pairs: list[tuple[str, exp.Expression]]) -> exp.Expression:
+        """A per-field map from compile-time keys (already sorted) and value expressions."""
+        return exp.Map(
+            keys=exp.Array(expressions=[lit(k) for k, _ in pairs]),
+            values=exp.Array(expressions=[v for _, v in pairs]),
+        )
+
+    def non_null_array(self, items: list[exp.Expression]) -> exp.Expression:
+        """An array of the non-NULL values among ``items``, in order."""
+        raise NotImplementedError
+
+    # -- statements -------------------------------------------------------------------------
+    def true(self) -> exp.Expression:
+        return exp.true()
+
+    def timestamp_literal(self, iso: str) -> exp.Expression:
+        return exp.Cast(this=lit(iso), to=self.type_(self.timestamp_type))
+
+    def render(self, expression: exp.Expression, pretty: bool = True) -> str:
+        return expression.sql(dialect=self.sqlglot_dialect, pretty=pretty, identify=True)

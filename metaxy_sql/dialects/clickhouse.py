@@ -1,0 +1,54 @@
+"""ClickHouse dialect."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from metaxy_sql.dialects.base import Dialect, call, lit
+from metaxy_sql.hashing import HashAlgorithm
+
+
+class ClickHouseDialect(Dialect):
+    name = "clickhouse"
+    sqlglot_dialect = "clickhouse"
+
+    text_type = "String"
+    map_type = "Map(String, String)"
+    timestamp_type = "DateTime64(6, 'UTC')"
+    bool_type = "Bool"
+    text_array_type = "Array(String)"
+
+    def hex_digest(self, text: exp.Expression, algorithm: HashAlgorithm) -> exp.Expression:
+        # SHA256()/MD5() return raw bytes in ClickHouse (sqlglot's default keeps them raw).
+        return call("lower", call("hex", call(algorithm.upper(), text)))
+
+    def byte_length(self, text: exp.Expression) -> exp.Expression:
+        # ClickHouse length() of a String counts bytes.
+        return call("length", text)
+
+    def int_to_text(self, value: exp.Expression) -> exp.Expression:
+        # CAST(x AS String) renders as Nullable(String) through sqlglot; toString is exact.
+        return call("toString", value)
+
+    def map_get(self, mapping: exp.Expression, key: str) -> exp.Expression:
+        # m['k'] returns '' (not NULL) for a missing key:
+        # https://clickhouse.com/docs/sql-reference/data-types/map
+        return exp.If(
+            this=call("mapContains", mapping, lit(key)),
+            true=exp.Bracket(this=mapping, expressions=[lit(key)]),
+            false=exp.Null(),
+        )
+
+    def map_build(self, pairs: list[tuple[str, exp.Expression]]) -> exp.Expression:
+        args: list[exp.Expression] = []
+        for k, v in pairs:
+            args += [lit(k), v]
+        return call("map", *args)
+
+    def non_null_array(self, items: list[exp.Expression]) -> exp.Expression:
+        x = exp.to_identifier("x")
+        return call(
+            "arrayFilter",
+            exp.Lambda(this=call("isNotNull", x), expressions=[x]),
+            exp.Array(expressions=items),
+        )

@@ -1,0 +1,30 @@
+"""DuckDB dialect."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from metaxy_sql.dialects.base import Dialect, call
+from metaxy_sql.hashing import HashAlgorithm
+
+
+class DuckDBDialect(Dialect):
+    name = "duckdb"
+    sqlglot_dialect = "duckdb"
+
+    def hex_digest(self, text: exp.Expression, algorithm: HashAlgorithm) -> exp.Expression:
+        # DuckDB's sha256()/md5() return lowercase hex of the UTF-8 bytes.
+        return call(algorithm, text)
+
+    def byte_length(self, text: exp.Expression) -> exp.Expression:
+        # length() counts characters; strlen() counts bytes.
+        return call("strlen", text)
+
+    def non_null_array(self, items: list[exp.Expression]) -> exp.Expression:
+        # sqlglot's ArrayRemove(x, NULL) renders `_u <> NULL` (always NULL): filter explicitly.
+        x = exp.to_identifier("x")
+        return exp.ArrayFilter(
+            this=exp.Array(expressions=items),
+            expression=exp.Lambda(this=exp.Not(this=exp.Is(this=x, expression=exp.Null())),
+                                  expressions=[x]),
+        )

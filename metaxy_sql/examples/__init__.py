@@ -1,0 +1,1 @@
+"""Bundled example pipelines (used by the README, the golden SQL and the tests)."""

@@ -1,0 +1,1 @@
+"""Executors: run rendered SQL on one engine, exchanging Arrow."""

@@ -1,0 +1,119 @@
+"""The hashing oracle: the pure-Python reference every engine must match byte for byte.
+
+Canonical hash input
+--------------------
+A hash input is a sequence of *tokens*. A present value ``s`` is written as its UTF-8 byte
+length in decimal, a colon, then ``s`` itself (``"5:audio"``); an absent value is written as
+``"~"``. A decoder that reads tokens left to right always knows where each token ends (a
+length prefix, or the single ``~`` which no length prefix starts with), so the encoding is
+injective for any strings: separators, empty strings and unicode included, and an absent
+optional parent never collides with any value.
+
+The SQL builder emits exactly these token strings: the parts known at compile time (field keys,
+code versions, parent labels) are folded into literals by the functions below, and the
+per-sample parts are built in the engine as ``byte_length(v) || ':' || v``.
+
+>>> encode("a:b")
+'3:a:b'
+>>> encode(None)
+'~'
+>>> field_provenance("text", "1", {("video/full", "audio"): "a1"}) == digest(
+...     "mxs1|f" + "4:text" + "1:1" + "10:video/full" + "5:audio" + "2:a1")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+HashAlgorithm = Literal["sha256", "md5"]
+
+#: Hex characters kept from the digest: 32 hex chars = 128 bits for both algorithms.
+DIGEST_HEX_CHARS = 32
+#: Marker of an absent value (an optional parent that is missing, a key absent from a map).
+ABSENT = "~"
+#: Domain tags keep the different kinds of hash inputs apart from each other.
+FIELD_PROVENANCE_TAG = "mxs1|f"
+SAMPLE_TAG = "mxs1|s"
+FIELD_VERSION_TAG = "mxs1|fv"
+FEATURE_VERSION_TAG = "mxs1|v"
+
+
+def encode(value: str | None) -> str:
+    """Encode one token of a canonical hash input (length-prefixed, or the absent marker)."""
+    if value is None:
+        return ABSENT
+    return f"{len(value.encode('utf-8'))}:{value}"
+
+
+def encode_all(values: Iterable[str | None]) -> str:
+    """Encode a sequence of tokens."""
+    return "".join(encode(v) for v in values)
+
+
+def digest(text: str, algorithm: HashAlgorithm = "sha256") -> str:
+    """Lowercase hex digest of ``text`` (UTF-8), truncated to 32 hex chars (128 bits)."""
+    h = hashlib.new(algorithm, text.encode("utf-8"))
+    return h.hexdigest()[:DIGEST_HEX_CHARS]
+
+
+def field_provenance_prefix(field_key: str, code_version: str) -> str:
+    """Compile-time head of a field provenance input."""
+    return FIELD_PROVENANCE_TAG + encode(field_key) + encode(code_version)
+
+
+def parent_label(feature_key: str, field_key: str) -> str:
+    """Compile-time token naming one upstream field in a provenance input."""
+    return encode(feature_key) + encode(field_key)
+
+
+def field_provenance(
+    field_key: str,
+    code_version: str,
+    parents: Mapping[tuple[str, str], str | None],
+    algorithm: HashAlgorithm = "sha256",
+) -> str:
+    """Provenance of one field of one sample.
+
+    Args:
+        field_key: the field whose provenance this is.
+        code_version: the field's code version.
+        parents: ``(upstream feature key, upstream field key)`` -> that field's data version
+            for this sample (``None`` when absent). Order does not matter: parents are sorted.
+        algorithm: digest algorithm.
+    """
+    text = field_provenance_prefix(field_key, code_version)
+    for feature_key, parent_field in sorted(parents):
+        text += parent_label(feature_key, parent_field) + encode(parents[(feature_key, parent_field)])
+    return digest(text, algorithm)
+
+
+def sample_digest(by_field: Mapping[str, str | None], algorithm: HashAlgorithm = "sha256") -> str:
+    """Sample-level hash of a field -> value map (provenance or data version)."""
+    text = SAMPLE_TAG + "".join(encode(k) + encode(by_field[k]) for k in sorted(by_field))
+    return digest(text, algorithm)
+
+
+def field_version(
+    feature_key: str,
+    field_key: str,
+    code_version: str,
+    parent_versions: Mapping[tuple[str, str], str],
+    algorithm: HashAlgorithm = "sha256",
+) -> str:
+    """Definition-level version of a field: its code version and its parents' field versions."""
+    text = FIELD_VERSION_TAG + encode(feature_key) + encode(field_key) + encode(code_version)
+    for parent in sorted(parent_versions):
+        text += parent_label(*parent) + encode(parent_versions[parent])
+    return digest(text, algorithm)
+
+
+def feature_version(
+    feature_key: str, field_versions: Mapping[str, str], algorithm: HashAlgorithm = "sha256"
+) -> str:
+    """Definition-level version of a feature: the versions of all its fields."""
+    text = FEATURE_VERSION_TAG + encode(feature_key)
+    text += "".join(encode(k) + encode(field_versions[k]) for k in sorted(field_versions))
+    return digest(text, algorithm)

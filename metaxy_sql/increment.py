@@ -1,0 +1,91 @@
+"""The increment of a feature: new, stale and orphaned samples, lazily fetched from the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from sqlglot import exp
+
+from metaxy_sql import builder, names
+
+if TYPE_CHECKING:
+    from metaxy_sql.executors.base import Executor
+
+
+@dataclass
+class IncrementPart:
+    """One category of an increment. Nothing is fetched until asked."""
+
+    status: str
+    query: exp.Select
+    _executor: Executor = field(repr=False)
+
+    @property
+    def sql(self) -> str:
+        """The query this part runs (the resolve statement, filtered to this category)."""
+        return self._executor.dialect.render(self.query)
+
+    def count(self) -> int:
+        """Number of samples in this category, counted in the engine."""
+        count = exp.select(exp.Count(this=exp.Star())).from_(self.query.subquery("part"))
+        return int(self._executor.fetch(self._executor.dialect.render(count)).column(0)[0].as_py())
+
+    def to_arrow(self) -> pa.Table:
+        """All rows of this category as one Arrow table."""
+        return self._executor.fetch(self.sql)
+
+    def iter_batches(self, batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
+        """Rows of this category as a stream of Arrow record batches."""
+        return self._executor.batches(self.sql, batch_size)
+
+    def to_pylist(self) -> list[dict[str, object]]:
+        return self.to_arrow().to_pylist()
+
+
+class Increment:
+    """Result of ``store.resolve_update(feature)``.
+
+    Attributes:
+        feature: the feature key.
+        sql: the resolve statement, exactly as the engine runs it (one statement, all three
+            categories; each part and ``counts()`` select from it).
+        new: samples expected but never written.
+        stale: samples written whose expected provenance differs (``metaxy_changed_fields``
+            names the fields that changed).
+        orphaned: samples written that are no longer expected.
+    """
+
+    def __init__(self, feature: str, statement: exp.Select, sql: str,
+                 id_columns: tuple[str, ...], executor: Executor) -> None:
+        self.feature = feature
+        self.statement = statement
+        self._executor = executor
+        self.sql = sql
+        base = [*id_columns, names.PROVENANCE_BY_FIELD, names.PROVENANCE]
+        self.new = IncrementPart(
+            names.STATUS_NEW, builder.category_query(statement, names.STATUS_NEW, base), executor)
+        self.stale = IncrementPart(
+            names.STATUS_STALE,
+            builder.category_query(statement, names.STATUS_STALE, [*base, names.CHANGED_FIELDS]),
+            executor)
+        self.orphaned = IncrementPart(
+            names.STATUS_ORPHANED, builder.category_query(statement, names.STATUS_ORPHANED, base),
+            executor)
+
+    def counts(self) -> dict[str, int]:
+        """``{"new": n, "stale": n, "orphaned": n}`` from one query, computed in the engine."""
+        sql = self._executor.dialect.render(builder.counts_query(self.statement))
+        result = dict.fromkeys(names.STATUSES, 0)
+        for row in self._executor.fetch(sql).to_pylist():
+            result[row[names.STATUS]] = int(row["n"])
+        return result
+
+    def to_arrow(self) -> pa.Table:
+        """Every row of the increment, with its ``metaxy_status``."""
+        return self._executor.fetch(self._executor.dialect.render(self.statement))
+
+    def __repr__(self) -> str:
+        return f"Increment(feature={self.feature!r})"

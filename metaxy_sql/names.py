@@ -1,0 +1,82 @@
+"""Every name the generated SQL uses: tables, system columns, CTEs. Deterministic, no counters.
+
+System columns of a feature table (all prefixed ``metaxy_``):
+
+==============================  ===============  =============================================
+column                          type             meaning
+==============================  ===============  =============================================
+metaxy_provenance_by_field      map text->text   field -> provenance hash (root: user-given)
+metaxy_provenance               text             hash of the provenance map
+metaxy_data_version_by_field    map text->text   field -> data version (default: provenance)
+metaxy_data_version             text             hash of the data version map
+metaxy_feature_version          text             feature version of the definitions written
+metaxy_created_at               timestamp (UTC)  write time; latest row per id wins
+metaxy_deleted                  boolean          soft-delete tombstone
+==============================  ===============  =============================================
+"""
+
+from __future__ import annotations
+
+PROVENANCE_BY_FIELD = "metaxy_provenance_by_field"
+PROVENANCE = "metaxy_provenance"
+DATA_VERSION_BY_FIELD = "metaxy_data_version_by_field"
+DATA_VERSION = "metaxy_data_version"
+FEATURE_VERSION = "metaxy_feature_version"
+CREATED_AT = "metaxy_created_at"
+DELETED = "metaxy_deleted"
+#: Increment-only columns (never stored).
+STATUS = "metaxy_status"
+CHANGED_FIELDS = "metaxy_changed_fields"
+ROW_NUMBER = "metaxy_row_number"
+
+SYSTEM_COLUMNS = (
+    PROVENANCE_BY_FIELD,
+    PROVENANCE,
+    DATA_VERSION_BY_FIELD,
+    DATA_VERSION,
+    FEATURE_VERSION,
+    CREATED_AT,
+    DELETED,
+)
+INCREMENT_ONLY_COLUMNS = (STATUS, CHANGED_FIELDS)
+
+STATUS_NEW = "new"
+STATUS_STALE = "stale"
+STATUS_ORPHANED = "orphaned"
+STATUSES = (STATUS_NEW, STATUS_STALE, STATUS_ORPHANED)
+
+# CTE names, named for their role.
+EXPECTED = "expected"
+CURRENT = "current"
+INCREMENT = "increment"
+RESOLVED = "resolved"
+
+
+def table(feature_key: str) -> str:
+    """Table of a feature: ``video/face_crop`` -> ``video__face_crop``."""
+    return feature_key.replace("/", "__")
+
+
+def upstream(feature_key: str) -> str:
+    """CTE holding the latest state of an upstream feature."""
+    return f"upstream__{table(feature_key)}"
+
+
+def samples(feature_key: str) -> str:
+    """Staged relation holding the sample set passed to ``resolve_update`` of a root feature."""
+    return f"metaxy_samples__{table(feature_key)}"
+
+
+def staged(feature_key: str) -> str:
+    """Staged relation holding rows being written or deleted."""
+    return f"metaxy_staged__{table(feature_key)}"
+
+
+def provenance_column(field_key: str) -> str:
+    """Per-field provenance column inside the statement."""
+    return f"{PROVENANCE}__{field_key}"
+
+
+def data_version_column(field_key: str) -> str:
+    """Per-field upstream data version column inside an upstream CTE."""
+    return f"{DATA_VERSION}__{field_key}"

@@ -1,0 +1,252 @@
+"""The store: one table per feature in a database addressed by URL.
+
+>>> import metaxy_sql as mx
+>>> from metaxy_sql.examples.seed import graph
+>>> with mx.connect("duckdb://:memory:", graph=graph) as store:
+...     inc = store.resolve_update("video/full", samples=[
+...         {"sample_uid": "v1", "metaxy_provenance_by_field": {"audio": "a1", "frames": "f1"}}])
+...     store.write("video/full", inc.new)
+...     store.resolve_update("transcript/whisper").counts()
+1
+{'new': 1, 'stale': 0, 'orphaned': 0}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+from metaxy_sql import builder, ingest, names
+from metaxy_sql.errors import ConfigError, DataError
+from metaxy_sql.executors.base import Executor
+from metaxy_sql.graph import FeatureGraph
+from metaxy_sql.hashing import HashAlgorithm
+from metaxy_sql.increment import Increment
+from metaxy_sql.render import resolve_sql
+
+
+class Store:
+    """Feature tables plus resolution, on one engine. Use :func:`connect` to open one."""
+
+    def __init__(self, executor: Executor, graph: FeatureGraph,
+                 hash_algorithm: HashAlgorithm = "sha256") -> None:
+        if hash_algorithm not in ("sha256", "md5"):
+            raise ConfigError(f"hash_algorithm must be 'sha256' or 'md5', got {hash_algorithm!r}")
+        self.executor = executor
+        self.graph = graph
+        self.hash_algorithm: HashAlgorithm = hash_algorithm
+        self._last_time: dt.datetime | None = None
+
+    @property
+    def url(self) -> str:
+        """The store URL, password masked."""
+        return self.executor.url
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.executor.close()
+
+    # -- resolution -------------------------------------------------------------------------
+    def resolve_update(self, feature: str, samples: Any = None) -> Increment:
+        """The increment of ``feature``: new, stale and orphaned samples (lazy).
+
+        Args:
+            feature: feature key.
+            samples: root features only: the full current sample set, rows with the id columns
+                and ``metaxy_provenance_by_field`` (field -> provenance string). The increment
+                reads these rows until the next ``resolve_update`` of the same feature.
+        """
+        spec = self.graph.spec(feature)
+        if self.graph.is_root(feature):
+            if samples is None:
+                raise DataError(
+                    f"feature {feature!r} is a root feature: pass samples=[{{...}}] with "
+                    f"{list(spec.id_columns)} and {names.PROVENANCE_BY_FIELD} for every sample")
+            table = ingest.to_arrow(samples, feature=feature)
+            ingest.check_ids(table, feature, spec.id_columns, unique=True)
+            self._require_by_field(table, feature)
+            ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD,
+                                  self.graph.field_keys(feature), complete=True)
+            table = table.select([*spec.id_columns, names.PROVENANCE_BY_FIELD])
+            self.executor.stage(names.samples(feature), table)
+        elif samples is not None:
+            raise DataError(
+                f"feature {feature!r} has upstream features; its samples come from them. "
+                "Call resolve_update without samples=")
+        sql, statement = resolve_sql(self.graph, feature, self.executor.dialect,
+                                     self.hash_algorithm, self._missing_tables(feature))
+        return Increment(feature, statement, sql, spec.id_columns, self.executor)
+
+    def _missing_tables(self, feature: str) -> frozenset[str]:
+        wanted = {names.table(feature)} | {names.table(d.feature)
+                                           for d in self.graph.spec(feature).deps}
+        return frozenset(wanted - self.executor.tables())
+
+    # -- writes -----------------------------------------------------------------------------
+    def write(self, feature: str, data: Any) -> int:
+        """Append rows to ``feature``; hashes are computed in the engine. Returns rows written.
+
+        Rows need the id columns and ``metaxy_provenance_by_field`` (rows of an increment carry
+        it). A writer may add ``metaxy_data_version_by_field`` to override the data version of
+        some fields (e.g. a content hash), which stops propagation when the output is unchanged.
+        """
+        spec = self.graph.spec(feature)
+        table = ingest.split_system_columns(ingest.to_arrow(data, feature=feature), feature)
+        ingest.check_ids(table, feature, spec.id_columns, unique=True)
+        self._require_by_field(table, feature)
+        fields = self.graph.field_keys(feature)
+        ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD, fields, complete=True)
+        has_dv = names.DATA_VERSION_BY_FIELD in table.column_names
+        if has_dv:
+            ingest.check_by_field(table, feature, names.DATA_VERSION_BY_FIELD, fields,
+                                  complete=False)
+        self._check_user_columns(feature, table)
+        if table.num_rows == 0:
+            return 0
+        user_columns = [c for c in table.column_names
+                        if c not in spec.id_columns and c not in ingest.ACCEPTED_SYSTEM_COLUMNS]
+        d = self.executor.dialect
+        select = builder.write_select(
+            d, staged=names.staged(feature), id_columns=spec.id_columns,
+            user_columns=user_columns, field_keys=fields, has_data_version=has_dv,
+            feature_version=self.graph.feature_version(feature), created_at=self._now(),
+            algorithm=self.hash_algorithm)
+        columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
+        with self._staged(feature, table), self.executor.transaction():
+            self._ensure_table(feature, select, user_columns)
+            self.executor.execute(d.render(builder.insert(names.table(feature), columns, select)))
+        return table.num_rows
+
+    def delete(self, feature: str, ids: Any, *, hard: bool = False) -> int:
+        """Delete samples by id (anything ``write`` accepts; only id columns are read).
+
+        Soft by default: a tombstone hides the samples from the latest state and keeps their
+        history. ``hard=True`` removes every row of those ids, history included.
+        """
+        spec = self.graph.spec(feature)
+        table = ingest.to_arrow(ids, feature=feature)
+        ingest.check_ids(table, feature, spec.id_columns, unique=False)
+        table = table.select(list(spec.id_columns))
+        if table.num_rows == 0 or names.table(feature) not in self.executor.tables():
+            return 0
+        d = self.executor.dialect
+        with self._staged(feature, table), self.executor.transaction():
+            if hard:
+                stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
+                                                spec.id_columns)
+            else:
+                stmt = builder.insert(
+                    names.table(feature), [*spec.id_columns, names.CREATED_AT, names.DELETED],
+                    builder.tombstones_select(d, names.staged(feature), spec.id_columns,
+                                              self._now()))
+            self.executor.execute(d.render(stmt))
+        return table.num_rows
+
+    # -- reads ------------------------------------------------------------------------------
+    def read(self, feature: str, *, history: bool = False) -> pa.Table:
+        """Latest state of ``feature`` (one live row per id); ``history=True``: every row."""
+        spec = self.graph.spec(feature)
+        table = names.table(feature)
+        if table not in self.executor.tables():
+            return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
+        if history:
+            query = builder.read_history(table, spec.id_columns)
+        else:
+            columns = [c for c in self.executor.columns(table)
+                       if c not in spec.id_columns and c != names.DELETED]
+            query = builder.read_latest(table, spec.id_columns, columns)
+        return self.executor.fetch(self.executor.dialect.render(query))
+
+    def render(self, feature: str) -> str:
+        """The resolve SQL of ``feature`` as this store would run it."""
+        return resolve_sql(self.graph, feature, self.executor.dialect, self.hash_algorithm,
+                           self._missing_tables(feature))[0]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _require_by_field(self, table: pa.Table, feature: str) -> None:
+        if names.PROVENANCE_BY_FIELD in table.column_names:
+            return
+        if self.graph.is_root(feature):
+            hint = "give each sample its field -> provenance map, e.g. {'audio': '<hash>'}"
+        else:
+            hint = (f"write rows from store.resolve_update({feature!r}).new or .stale, which "
+                    "carry the expected provenance")
+        raise DataError(f"feature {feature!r}: rows lack {names.PROVENANCE_BY_FIELD}; {hint}")
+
+    def _check_user_columns(self, feature: str, table: pa.Table) -> None:
+        declared = self.graph.user_columns(feature)
+        missing = [c for c in declared if c not in table.column_names]
+        if missing:
+            raise DataError(f"feature {feature!r}: rows lack the declared columns {missing}")
+
+    def _ensure_table(self, feature: str, select: Any, user_columns: list[str]) -> None:
+        table = names.table(feature)
+        if table not in self.executor.tables():
+            self.executor.create_table(table, select, list(self.graph.spec(feature).id_columns))
+            return
+        existing = self.executor.columns(table)
+        new = [c for c in user_columns if c not in existing]
+        if new:
+            staged_types = self.executor.columns(names.staged(feature))
+            for c in new:
+                self.executor.execute(self.executor.dialect.render(
+                    builder.add_column(table, c, staged_types[c], self.executor.dialect)))
+
+    def _staged(self, feature: str, table: pa.Table) -> _Staged:
+        return _Staged(self.executor, names.staged(feature), table)
+
+    def _now(self) -> str:
+        """UTC write time, strictly increasing within this store."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if self._last_time is not None and now <= self._last_time:
+            now = self._last_time + dt.timedelta(microseconds=1)
+        self._last_time = now
+        return now.isoformat(sep=" ", timespec="microseconds")
+
+
+class _Staged:
+    def __init__(self, executor: Executor, name: str, table: pa.Table) -> None:
+        self.executor, self.name, self.table = executor, name, table
+
+    def __enter__(self) -> None:
+        self.executor.stage(self.name, self.table)
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.unstage(self.name)
+
+
+def _open_executor(url: str) -> Executor:
+    scheme = urlsplit(url).scheme
+    if scheme == "duckdb":
+        from metaxy_sql.executors.duckdb import DuckDBExecutor
+
+        rest = url[len("duckdb://"):]
+        if rest in (":memory:", "/:memory:", ""):
+            return DuckDBExecutor(":memory:")
+        if not rest.startswith("/"):
+            raise ConfigError(f"store URL {url!r}: use duckdb:///path/to/file.db (three slashes "
+                              "and a path) or duckdb://:memory:")
+        return DuckDBExecutor(rest[1:])  # duckdb:///rel.db -> rel.db; duckdb:////abs.db
+    raise ConfigError(
+        f"store URL {url!r}: unsupported scheme {scheme!r}; use duckdb:///path.db or "
+        "duckdb://:memory:")
+
+
+def connect(url: str, graph: FeatureGraph, *, hash_algorithm: HashAlgorithm = "sha256") -> Store:
+    """Open the store at ``url`` for the features of ``graph``.
+
+    URLs: ``duckdb:///relative/or/absolute/path.db``... see the README's store table.
+    """
+    if not isinstance(graph, FeatureGraph):
+        raise ConfigError("connect(url, graph=...) needs a FeatureGraph")
+    return Store(_open_executor(url), graph, hash_algorithm)
