@@ -41,6 +41,11 @@ class Store:
         self.hash_algorithm: HashAlgorithm = hash_algorithm
         self._last_time: dt.datetime | None = None
 
+    def with_graph(self, graph: FeatureGraph) -> Store:
+        """The same store (same connection) seen through other definitions, e.g. after a
+        code-version bump. Closing either closes both."""
+        return Store(self.executor, graph, self.hash_algorithm)
+
     @property
     def url(self) -> str:
         """The store URL, password masked."""
