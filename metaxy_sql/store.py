@@ -242,9 +242,18 @@ def _open_executor(url: str) -> Executor:
             raise ConfigError(f"store URL {url!r}: use duckdb:///path/to/file.db (three slashes "
                               "and a path) or duckdb://:memory:")
         return DuckDBExecutor(rest[1:])  # duckdb:///rel.db -> rel.db; duckdb:////abs.db
+    if scheme in ("clickhouse", "clickhouses", "chdb"):
+        from metaxy_sql.executors.clickhouse import ClickHouseExecutor
+
+        return ClickHouseExecutor.from_url(url)
+    if scheme in ("postgresql", "postgres"):
+        from metaxy_sql.executors.postgres import PostgresExecutor
+
+        return PostgresExecutor.from_url(url)
     raise ConfigError(
-        f"store URL {url!r}: unsupported scheme {scheme!r}; use duckdb:///path.db or "
-        "duckdb://:memory:")
+        f"store URL {url!r}: unsupported scheme {scheme!r}; use duckdb:///path.db, "
+        "duckdb://:memory:, clickhouse://host:8123/db, chdb:///abs/path or "
+        "postgresql://user@host/db")
 
 
 def connect(url: str, graph: FeatureGraph, *, hash_algorithm: HashAlgorithm = "sha256") -> Store:
