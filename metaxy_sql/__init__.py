@@ -32,5 +32,7 @@ __all__ = [
 
 from metaxy_sql.increment import Increment, IncrementPart  # noqa: E402
 from metaxy_sql.store import Store, connect  # noqa: E402
+from metaxy_sql.writer import BufferedMetadataWriter, WriterError  # noqa: E402
 
-__all__ += ["Increment", "IncrementPart", "Store", "connect"]
+__all__ += [
+    "BufferedMetadataWriter", "Increment", "IncrementPart", "Store", "WriterError", "connect"]

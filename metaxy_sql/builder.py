@@ -17,6 +17,10 @@ from metaxy_sql.hashing import HashAlgorithm
 from metaxy_sql.planner import FeaturePlan, FieldPlan, UpstreamPlan
 
 
+def table_ref(name: str) -> exp.Table:
+    return exp.Table(this=exp.to_identifier(name, quoted=True))
+
+
 def col(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table=table, quoted=True)
 
@@ -99,7 +103,7 @@ def latest_rows(
     inner = exp.select(
         *[col(c) for c in (*ids, *columns, names.DELETED)],
         exp.alias_(window, names.ROW_NUMBER, quoted=True),
-    ).from_(exp.to_table(table, quoted=True))
+    ).from_(table_ref(table))
     outputs = list(projections) if projections is not None else [col(c) for c in columns]
     return (
         exp.select(*[col(c) for c in ids], *outputs)
@@ -121,7 +125,7 @@ def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
         *[exp.alias_(exp.Cast(this=exp.Null(), to=d.type_(d.text_type)), n, quoted=True)
           for n in nulls],
     ).where(exp.false())
-    return select.from_(exp.to_table(source, quoted=True)) if source else select
+    return select.from_(table_ref(source)) if source else select
 
 
 def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan,
@@ -135,7 +139,7 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan,
             *[col(c) for c in plan.id_columns],
             *[exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
                          quoted=True) for f in u.fields],
-        ).from_(exp.to_table(u.relation, quoted=True))
+        ).from_(table_ref(u.relation))
     return latest_rows(u.relation, plan.id_columns, [names.DATA_VERSION_BY_FIELD], [
         exp.alias_(d.map_get(col(names.DATA_VERSION_BY_FIELD), f), names.data_version_column(f),
                    quoted=True) for f in u.fields])
@@ -147,7 +151,7 @@ def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> ex
         return exp.select(
             *[col(c, first.cte) for c in plan.id_columns],
             *[col(names.provenance_column(f), first.cte) for f in plan.field_keys],
-        ).from_(exp.to_table(first.cte, quoted=True))
+        ).from_(table_ref(first.cte))
     value_of = {
         (u.feature, f): col(names.data_version_column(f), u.cte)
         for u in plan.upstreams for f in u.fields
@@ -159,9 +163,9 @@ def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> ex
                        names.provenance_column(f.key), quoted=True)
             for f in plan.fields
         ],
-    ).from_(exp.to_table(first.cte, quoted=True))
+    ).from_(table_ref(first.cte))
     for u in plan.upstreams[1:]:
-        select = select.join(exp.to_table(u.cte, quoted=True),
+        select = select.join(table_ref(u.cte),
                              on=ids_equal(first.cte, u.cte, plan.id_columns), join_type="inner")
     return select
 
@@ -182,7 +186,7 @@ def _differs(f: str) -> exp.Expression:
 
 
 def _not_exists(outer: str, inner: str, ids: Sequence[str]) -> exp.Expression:
-    sub = exp.select(exp.Literal.number(1)).from_(exp.to_table(inner, quoted=True)).where(
+    sub = exp.select(exp.Literal.number(1)).from_(table_ref(inner)).where(
         ids_equal(inner, outer, ids))
     return exp.Not(this=exp.Exists(this=sub))
 
@@ -197,7 +201,7 @@ def _increment_cte(d: Dialect, plan: FeaturePlan) -> exp.Expression:
             *[col(c, source) for c in ids],
             *[col(names.provenance_column(f), source) for f in fields],
             exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
-        ).from_(exp.to_table(source, quoted=True))
+        ).from_(table_ref(source))
 
     new = branch(names.STATUS_NEW, names.EXPECTED, empty).where(
         _not_exists(names.EXPECTED, names.CURRENT, ids))
@@ -208,7 +212,7 @@ def _increment_cte(d: Dialect, plan: FeaturePlan) -> exp.Expression:
     )
     stale = (
         branch(names.STATUS_STALE, names.EXPECTED, changed)
-        .join(exp.to_table(names.CURRENT, quoted=True),
+        .join(table_ref(names.CURRENT),
               on=ids_equal(names.EXPECTED, names.CURRENT, ids), join_type="inner")
         .where(exp.or_(*[_differs(f) for f in fields]))
     )
@@ -236,7 +240,7 @@ def resolve_statement(
         exp.alias_(d.map_build(by_field), names.PROVENANCE_BY_FIELD, quoted=True),
         exp.alias_(sample_digest_expr(d, by_field, algorithm), names.PROVENANCE, quoted=True),
         col(names.CHANGED_FIELDS),
-    ).from_(exp.to_table(names.INCREMENT, quoted=True))
+    ).from_(table_ref(names.INCREMENT))
     ctes: list[tuple[str, exp.Expression]] = [
         (u.cte, _upstream_cte(d, plan, u, missing)) for u in plan.upstreams]
     ctes += [
@@ -292,7 +296,7 @@ def write_select(
         dv = (exp.Coalesce(this=d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
                            expressions=[prov.copy()]) if has_data_version else prov.copy())
         per_field.append(exp.alias_(dv, names.data_version_column(f), quoted=True))
-    inner = exp.select(*passthrough, *per_field).from_(exp.to_table(staged, quoted=True))
+    inner = exp.select(*passthrough, *per_field).from_(table_ref(staged))
     prov_pairs = [(f, col(names.provenance_column(f))) for f in field_keys]
     dv_pairs = [(f, col(names.data_version_column(f))) for f in field_keys]
     return exp.select(
@@ -308,7 +312,7 @@ def write_select(
 
 
 def insert(table: str, columns: Sequence[str], select: exp.Select) -> exp.Insert:
-    return exp.insert(select, exp.to_table(table, quoted=True),
+    return exp.insert(select, table_ref(table),
                       columns=[exp.to_identifier(c, quoted=True) for c in columns])
 
 
@@ -319,14 +323,14 @@ def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
         *[col(c) for c in id_columns],
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.true(), names.DELETED, quoted=True),
-    ).from_(exp.to_table(staged, quoted=True)).distinct()
+    ).from_(table_ref(staged)).distinct()
 
 
 def hard_delete(table: str, staged: str, id_columns: Sequence[str]) -> exp.Delete:
     """Delete every row (history included) of the ids in ``staged``."""
-    sub = exp.select(exp.Literal.number(1)).from_(exp.to_table(staged, quoted=True)).where(
+    sub = exp.select(exp.Literal.number(1)).from_(table_ref(staged)).where(
         ids_equal(staged, table, id_columns))
-    return exp.delete(exp.to_table(table, quoted=True), where=exp.Exists(this=sub))
+    return exp.delete(table_ref(table), where=exp.Exists(this=sub))
 
 
 def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str]) -> exp.Select:
@@ -336,13 +340,23 @@ def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str]) -
 
 def read_history(table: str, id_columns: Sequence[str]) -> exp.Select:
     """Every row ever written (tombstones included), oldest first per id."""
-    return exp.select(exp.Star()).from_(exp.to_table(table, quoted=True)).order_by(
+    return exp.select(exp.Star()).from_(table_ref(table)).order_by(
         *[col(c) for c in id_columns], col(names.CREATED_AT))
 
 
 def add_column(table: str, column: str, sql_type: str, d: Dialect) -> exp.Alter:
     """Add a user column first seen in a later write."""
     return exp.Alter(
-        this=exp.to_table(table, quoted=True), kind="TABLE",
+        this=table_ref(table), kind="TABLE",
         actions=[exp.ColumnDef(this=exp.to_identifier(column, quoted=True),
                                kind=exp.DataType.build(sql_type, dialect=d.sqlglot_dialect))])
+
+
+def count_query(select: exp.Select) -> exp.Select:
+    """``SELECT COUNT(*)`` over a query, computed in the engine."""
+    return exp.select(exp.alias_(exp.Count(this=exp.Star()), "n", quoted=True)).from_(
+        select.subquery("counted"))
+
+
+def drop_table(table: str) -> exp.Drop:
+    return exp.Drop(tables=[table_ref(table)], kind="TABLE", exists=True)

@@ -30,8 +30,8 @@ class IncrementPart:
 
     def count(self) -> int:
         """Number of samples in this category, counted in the engine."""
-        count = exp.select(exp.Count(this=exp.Star())).from_(self.query.subquery("part"))
-        return int(self._executor.fetch(self._executor.dialect.render(count)).column(0)[0].as_py())
+        sql = self._executor.dialect.render(builder.count_query(self.query))
+        return int(self._executor.fetch(sql).column(0)[0].as_py())
 
     def to_arrow(self) -> pa.Table:
         """All rows of this category as one Arrow table."""

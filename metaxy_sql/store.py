@@ -127,7 +127,7 @@ class Store:
             feature_version=self.graph.feature_version(feature), created_at=self._now(),
             algorithm=self.hash_algorithm)
         columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
-        with self._staged(feature, table), self.executor.transaction():
+        with self.executor.transaction(), self._staged(feature, table):
             self._ensure_table(feature, select, user_columns)
             self.executor.execute(d.render(builder.insert(names.table(feature), columns, select)))
         return table.num_rows
@@ -145,7 +145,7 @@ class Store:
         if table.num_rows == 0 or names.table(feature) not in self.executor.tables():
             return 0
         d = self.executor.dialect
-        with self._staged(feature, table), self.executor.transaction():
+        with self.executor.transaction(), self._staged(feature, table):
             if hard:
                 stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
                                                 spec.id_columns)
@@ -171,6 +171,19 @@ class Store:
                        if c not in spec.id_columns and c != names.DELETED]
             query = builder.read_latest(table, spec.id_columns, columns)
         return self.executor.fetch(self.executor.dialect.render(query))
+
+    def count(self, feature: str) -> int:
+        """Number of live samples of ``feature`` (latest state), counted in the engine."""
+        spec = self.graph.spec(feature)
+        if names.table(feature) not in self.executor.tables():
+            return 0
+        query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, []))
+        return int(self.executor.fetch(self.executor.dialect.render(query)).column(0)[0].as_py())
+
+    def drop(self, feature: str) -> None:
+        """Drop the table of ``feature`` with all its history. Irreversible."""
+        self.graph.spec(feature)
+        self.executor.execute(self.executor.dialect.render(builder.drop_table(names.table(feature))))
 
     def render(self, feature: str) -> str:
         """The resolve SQL of ``feature`` as this store would run it."""

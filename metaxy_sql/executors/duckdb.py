@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
+from metaxy_sql.builder import table_ref
 from metaxy_sql.dialects.duckdb import DuckDBDialect
 from metaxy_sql.errors import ExecutionError, StoreConnectionError
 
@@ -29,10 +31,14 @@ class DuckDBExecutor:
             self.con = duckdb.connect(path)
         except duckdb.Error as e:
             raise StoreConnectionError(f"cannot open {self.url}: {e}") from None
+        # One connection serves the store; the lock lets a background writer share it.
+        self.lock = threading.RLock()
+        self._staged: dict[str, pa.Table] = {}
 
     def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
-            return self.con.execute(sql)
+            with self.lock:
+                return self.con.execute(sql)
         except duckdb.Error as e:
             raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
 
@@ -41,13 +47,18 @@ class DuckDBExecutor:
 
     def fetch(self, sql: str) -> pa.Table:
         try:
-            return self.con.sql(sql).to_arrow_table()
+            with self.lock:
+                return self.con.sql(sql).to_arrow_table()
         except duckdb.Error as e:
             raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
 
     def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
-        # A cursor keeps the stream independent of other statements on the connection.
-        cursor = self.con.cursor()
+        # A cursor (its own connection to the same database) keeps the stream alive while
+        # the store writes on the main connection; staged relations are registered on it too.
+        with self.lock:
+            cursor = self.con.cursor()
+            for name, table in self._staged.items():
+                cursor.register(name, table)
         try:
             reader = cursor.sql(sql).to_arrow_reader(batch_size)
         except duckdb.Error as e:
@@ -59,10 +70,13 @@ class DuckDBExecutor:
             cursor.close()
 
     def stage(self, name: str, table: pa.Table) -> None:
-        self.con.register(name, table)
+        with self.lock:
+            self.con.register(name, table)
+            self._staged[name] = table
 
     def unstage(self, name: str) -> None:
-        with contextlib.suppress(duckdb.Error):
+        with self.lock, contextlib.suppress(duckdb.Error):
+            self._staged.pop(name, None)
             self.con.unregister(name)
 
     def tables(self) -> set[str]:
@@ -78,19 +92,20 @@ class DuckDBExecutor:
 
     def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
         ddl = exp.Create(
-            kind="TABLE", this=exp.to_table(table, quoted=True), exists=True,
+            kind="TABLE", this=table_ref(table), exists=True,
             expression=select.limit(0))
         self.execute(self.dialect.render(ddl))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        self._run("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            self._run("ROLLBACK")
-            raise
-        self._run("COMMIT")
+        with self.lock:
+            self._run("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._run("ROLLBACK")
+                raise
+            self._run("COMMIT")
 
     def close(self) -> None:
         self.con.close()
