@@ -168,7 +168,7 @@ class FeatureGraph:
             if fdep.feature not in dep_keys:
                 raise DefinitionError(
                     f"field {spec.key}.{field} depends on feature {fdep.feature!r}, which is not "
-                    f"in {spec.key!r}'s deps {sorted(dep_keys)}; add it to deps")
+                    f"among the deps of {spec.key!r} ({sorted(dep_keys)}); add it to deps")
             upstream = {f.key for f in self._specs[fdep.feature].fields}
             wanted = sorted(upstream) if fdep.fields is None else list(fdep.fields)
             missing = sorted(set(wanted) - upstream)

@@ -69,6 +69,16 @@ def parent_label(feature_key: str, field_key: str) -> str:
     return encode(feature_key) + encode(field_key)
 
 
+def field_provenance_input(
+    field_key: str, code_version: str, parents: Mapping[tuple[str, str], str | None]
+) -> str:
+    """The canonical hash input of one field's provenance (parents sorted)."""
+    text = field_provenance_prefix(field_key, code_version)
+    for feature_key, parent_field in sorted(parents):
+        text += parent_label(feature_key, parent_field) + encode(parents[(feature_key, parent_field)])
+    return text
+
+
 def field_provenance(
     field_key: str,
     code_version: str,
@@ -84,16 +94,17 @@ def field_provenance(
             for this sample (``None`` when absent). Order does not matter: parents are sorted.
         algorithm: digest algorithm.
     """
-    text = field_provenance_prefix(field_key, code_version)
-    for feature_key, parent_field in sorted(parents):
-        text += parent_label(feature_key, parent_field) + encode(parents[(feature_key, parent_field)])
-    return digest(text, algorithm)
+    return digest(field_provenance_input(field_key, code_version, parents), algorithm)
+
+
+def sample_input(by_field: Mapping[str, str | None]) -> str:
+    """The canonical hash input of a field -> value map (keys sorted)."""
+    return SAMPLE_TAG + "".join(encode(k) + encode(by_field[k]) for k in sorted(by_field))
 
 
 def sample_digest(by_field: Mapping[str, str | None], algorithm: HashAlgorithm = "sha256") -> str:
     """Sample-level hash of a field -> value map (provenance or data version)."""
-    text = SAMPLE_TAG + "".join(encode(k) + encode(by_field[k]) for k in sorted(by_field))
-    return digest(text, algorithm)
+    return digest(sample_input(by_field), algorithm)
 
 
 def field_version(

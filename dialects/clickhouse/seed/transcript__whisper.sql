@@ -1,0 +1,136 @@
+-- metaxy-sql resolve: transcript/whisper
+-- feature_version: 12da33c0a5cfb631dc9eb737e408e892
+-- field text (code_version 1, field_version 1b4fca4757c8002f5a6e5a822204ca5a) <- video/full.audio
+-- dialect: clickhouse; digest: sha256
+WITH "upstream__video__full" AS (
+  SELECT
+    "sample_uid",
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'audio')
+      THEN "metaxy_data_version_by_field"['audio']
+      ELSE NULL
+    END AS "metaxy_data_version__audio"
+  FROM (
+    SELECT
+      "sample_uid",
+      "metaxy_data_version_by_field",
+      "metaxy_deleted",
+      ROW_NUMBER() OVER (
+        PARTITION BY "sample_uid"
+        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
+      ) AS "metaxy_row_number"
+    FROM "video__full"
+  ) AS "video__full"
+  WHERE
+    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__video__full"."sample_uid",
+    SUBSTRING(
+      lower(
+        hex(
+          SHA256(
+            'mxs1|f4:text1:110:video/full5:audio' || COALESCE(
+              toString(length("upstream__video__full"."metaxy_data_version__audio")) || ':' || "upstream__video__full"."metaxy_data_version__audio",
+              '~'
+            )
+          )
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__text"
+  FROM "upstream__video__full"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'text')
+      THEN "metaxy_provenance_by_field"['text']
+      ELSE NULL
+    END AS "metaxy_provenance__text"
+  FROM (
+    SELECT
+      "sample_uid",
+      "metaxy_provenance_by_field",
+      "metaxy_deleted",
+      ROW_NUMBER() OVER (
+        PARTITION BY "sample_uid"
+        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
+      ) AS "metaxy_row_number"
+    FROM "transcript__whisper"
+  ) AS "transcript__whisper"
+  WHERE
+    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    'new' AS "metaxy_status",
+    "expected"."sample_uid",
+    "expected"."metaxy_provenance__text",
+    CAST([] AS Array(String)) AS "metaxy_changed_fields"
+  FROM "expected"
+  WHERE
+    NOT EXISTS(
+      SELECT
+        1
+      FROM "current"
+      WHERE
+        "current"."sample_uid" = "expected"."sample_uid"
+    )
+  UNION ALL
+  SELECT
+    'stale' AS "metaxy_status",
+    "expected"."sample_uid",
+    "expected"."metaxy_provenance__text",
+    CAST(arrayFilter(
+      "x" -> isNotNull(x),
+      [
+        CASE
+          WHEN "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+          OR "current"."metaxy_provenance__text" IS NULL
+          THEN 'text'
+        END
+      ]
+    ) AS Array(String)) AS "metaxy_changed_fields"
+  FROM "expected"
+  INNER JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  WHERE
+    "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+    OR "current"."metaxy_provenance__text" IS NULL
+  UNION ALL
+  SELECT
+    'orphaned' AS "metaxy_status",
+    "current"."sample_uid",
+    "current"."metaxy_provenance__text",
+    CAST([] AS Array(String)) AS "metaxy_changed_fields"
+  FROM "current"
+  WHERE
+    NOT EXISTS(
+      SELECT
+        1
+      FROM "expected"
+      WHERE
+        "expected"."sample_uid" = "current"."sample_uid"
+    )
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  map('text', "metaxy_provenance__text") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s4:text' || COALESCE(
+            toString(length("metaxy_provenance__text")) || ':' || "metaxy_provenance__text",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"

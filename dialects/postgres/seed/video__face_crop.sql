@@ -1,0 +1,124 @@
+-- metaxy-sql resolve: video/face_crop
+-- feature_version: f803872e281c9a58fef5cee16a379ca2
+-- field frames (code_version 1, field_version d29dead03741661a6f3b8ca0d0366d78) <- video/full.frames
+-- dialect: postgres; digest: sha256
+WITH "upstream__video__full" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version_by_field" ->> 'frames' AS "metaxy_data_version__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      "metaxy_data_version_by_field",
+      "metaxy_deleted",
+      ROW_NUMBER() OVER (
+        PARTITION BY "sample_uid"
+        ORDER BY "metaxy_created_at" DESC NULLS LAST, "metaxy_deleted" DESC NULLS LAST, "metaxy_data_version" DESC NULLS LAST
+      ) AS "metaxy_row_number"
+    FROM "video__full"
+  ) AS "video__full"
+  WHERE
+    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__video__full"."sample_uid",
+    SUBSTRING(ENCODE(
+      SHA256(
+        CONVERT_TO(
+          'mxs1|f6:frames1:110:video/full6:frames' || COALESCE(
+            CAST(OCTET_LENGTH("upstream__video__full"."metaxy_data_version__frames") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__frames",
+            '~'
+          ),
+          'UTF8'
+        )
+      ),
+      'hex'
+    ) FROM 1 FOR 32) AS "metaxy_provenance__frames"
+  FROM "upstream__video__full"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_provenance_by_field" ->> 'frames' AS "metaxy_provenance__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      "metaxy_provenance_by_field",
+      "metaxy_deleted",
+      ROW_NUMBER() OVER (
+        PARTITION BY "sample_uid"
+        ORDER BY "metaxy_created_at" DESC NULLS LAST, "metaxy_deleted" DESC NULLS LAST, "metaxy_data_version" DESC NULLS LAST
+      ) AS "metaxy_row_number"
+    FROM "video__face_crop"
+  ) AS "video__face_crop"
+  WHERE
+    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    'new' AS "metaxy_status",
+    "expected"."sample_uid",
+    "expected"."metaxy_provenance__frames",
+    CAST(ARRAY[] AS TEXT[]) AS "metaxy_changed_fields"
+  FROM "expected"
+  WHERE
+    NOT EXISTS(
+      SELECT
+        1
+      FROM "current"
+      WHERE
+        "current"."sample_uid" = "expected"."sample_uid"
+    )
+  UNION ALL
+  SELECT
+    'stale' AS "metaxy_status",
+    "expected"."sample_uid",
+    "expected"."metaxy_provenance__frames",
+    CAST(ARRAY_REMOVE(
+      ARRAY[
+        CASE
+          WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+          OR "current"."metaxy_provenance__frames" IS NULL
+          THEN 'frames'
+        END
+      ],
+      NULL
+    ) AS TEXT[]) AS "metaxy_changed_fields"
+  FROM "expected"
+  INNER JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  WHERE
+    "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+    OR "current"."metaxy_provenance__frames" IS NULL
+  UNION ALL
+  SELECT
+    'orphaned' AS "metaxy_status",
+    "current"."sample_uid",
+    "current"."metaxy_provenance__frames",
+    CAST(ARRAY[] AS TEXT[]) AS "metaxy_changed_fields"
+  FROM "current"
+  WHERE
+    NOT EXISTS(
+      SELECT
+        1
+      FROM "expected"
+      WHERE
+        "expected"."sample_uid" = "current"."sample_uid"
+    )
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  JSONB_BUILD_OBJECT('frames', "metaxy_provenance__frames") AS "metaxy_provenance_by_field",
+  SUBSTRING(ENCODE(
+    SHA256(
+      CONVERT_TO(
+        'mxs1|s6:frames' || COALESCE(
+          CAST(OCTET_LENGTH("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
+          '~'
+        ),
+        'UTF8'
+      )
+    ),
+    'hex'
+  ) FROM 1 FOR 32) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
