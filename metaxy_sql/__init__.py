@@ -30,9 +30,9 @@ __all__ = [
     "UnsupportedByDialectError",
 ]
 
-from metaxy_sql.increment import Increment, IncrementPart  # noqa: E402
-from metaxy_sql.store import Store, connect  # noqa: E402
-from metaxy_sql.writer import BufferedMetadataWriter, WriterError  # noqa: E402
+from metaxy_sql.increment import Increment, IncrementPart
+from metaxy_sql.store import Store, connect
+from metaxy_sql.writer import BufferedMetadataWriter, WriterError
 
 __all__ += [
     "BufferedMetadataWriter", "Increment", "IncrementPart", "Store", "WriterError", "connect"]

@@ -7,7 +7,7 @@ later ``materialize``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
@@ -25,16 +25,16 @@ def col(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table=table, quoted=True)
 
 
-def _and(conditions: Sequence[exp.Expression]) -> exp.Expression:
+def _and(conditions: Sequence[exp.Expr]) -> exp.Expr:
     return exp.and_(*conditions) if len(conditions) > 1 else conditions[0]
 
 
-def ids_equal(left: str, right: str, ids: Sequence[str]) -> exp.Expression:
+def ids_equal(left: str, right: str, ids: Sequence[str]) -> exp.Expr:
     return _and([exp.EQ(this=col(c, left), expression=col(c, right)) for c in ids])
 
 
 # -- canonical hash inputs, mirrored from metaxy_sql.hashing ---------------------------------
-def token(d: Dialect, value: exp.Expression) -> exp.Expression:
+def token(d: Dialect, value: exp.Expr) -> exp.Expr:
     """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
     present = exp.DPipe(
         this=exp.DPipe(this=d.int_to_text(d.byte_length(value)), expression=lit(":")),
@@ -43,9 +43,9 @@ def token(d: Dialect, value: exp.Expression) -> exp.Expression:
     return exp.Coalesce(this=present, expressions=[lit(hashing.ABSENT)])
 
 
-def concat(parts: Sequence[exp.Expression]) -> exp.Expression:
+def concat(parts: Sequence[exp.Expr]) -> exp.Expr:
     """``a || b || c`` with adjacent string literals folded into one."""
-    folded: list[exp.Expression] = []
+    folded: list[exp.Expr] = []
     for part in parts:
         if folded and _is_str(part) and _is_str(folded[-1]):
             folded[-1] = lit(folded[-1].this + part.this)
@@ -57,24 +57,24 @@ def concat(parts: Sequence[exp.Expression]) -> exp.Expression:
     return result
 
 
-def _is_str(e: exp.Expression) -> bool:
+def _is_str(e: exp.Expr) -> bool:
     return isinstance(e, exp.Literal) and e.is_string
 
 
 def field_provenance_expr(
-    d: Dialect, f: FieldPlan, value_of: dict[tuple[str, str], exp.Expression],
+    d: Dialect, f: FieldPlan, value_of: Mapping[tuple[str, str], exp.Expr],
     algorithm: HashAlgorithm,
-) -> exp.Expression:
-    parts: list[exp.Expression] = [lit(hashing.field_provenance_prefix(f.key, f.code_version))]
+) -> exp.Expr:
+    parts: list[exp.Expr] = [lit(hashing.field_provenance_prefix(f.key, f.code_version))]
     for parent in f.parents:
         parts += [lit(hashing.parent_label(*parent)), token(d, value_of[parent])]
     return d.digest(concat(parts), algorithm)
 
 
 def sample_digest_expr(
-    d: Dialect, by_field: Sequence[tuple[str, exp.Expression]], algorithm: HashAlgorithm
-) -> exp.Expression:
-    parts: list[exp.Expression] = [lit(hashing.SAMPLE_TAG)]
+    d: Dialect, by_field: Sequence[tuple[str, exp.Expr]], algorithm: HashAlgorithm
+) -> exp.Expr:
+    parts: list[exp.Expr] = [lit(hashing.SAMPLE_TAG)]
     for key, value in sorted(by_field, key=lambda kv: kv[0]):
         parts += [lit(hashing.encode(key)), token(d, value)]
     return d.digest(concat(parts), algorithm)
@@ -83,7 +83,7 @@ def sample_digest_expr(
 # -- latest state -----------------------------------------------------------------------------
 def latest_rows(
     table: str, ids: Sequence[str], columns: Sequence[str],
-    projections: Sequence[exp.Expression] | None = None,
+    projections: Sequence[exp.Expr] | None = None,
 ) -> exp.Select:
     """Latest row per id of a feature table, soft-deleted ids hidden.
 
@@ -117,7 +117,7 @@ def latest_rows(
 def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
            source: str | None) -> exp.Select:
     """An empty relation standing in for a table never written (ids typed like ``source``)."""
-    id_cols: list[exp.Expression] = [
+    id_cols: list[exp.Expr] = [
         col(c) if source else exp.alias_(exp.Cast(this=exp.Null(), to=d.type_(d.text_type)), c,
                                          quoted=True) for c in ids]
     select = exp.select(
@@ -179,23 +179,23 @@ def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str]) -> exp.
                    quoted=True) for f in plan.field_keys])
 
 
-def _differs(f: str) -> exp.Expression:
+def _differs(f: str) -> exp.Expr:
     e, c = col(names.provenance_column(f), names.EXPECTED), col(names.provenance_column(f),
                                                                 names.CURRENT)
     return exp.or_(exp.NEQ(this=e, expression=c.copy()), exp.Is(this=c, expression=exp.Null()))
 
 
-def _not_exists(outer: str, inner: str, ids: Sequence[str]) -> exp.Expression:
+def _not_exists(outer: str, inner: str, ids: Sequence[str]) -> exp.Expr:
     sub = exp.select(exp.Literal.number(1)).from_(table_ref(inner)).where(
         ids_equal(inner, outer, ids))
     return exp.Not(this=exp.Exists(this=sub))
 
 
-def _increment_cte(d: Dialect, plan: FeaturePlan) -> exp.Expression:
+def _increment_cte(d: Dialect, plan: FeaturePlan) -> exp.Expr:
     ids, fields = plan.id_columns, plan.field_keys
     empty = exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
 
-    def branch(status: str, source: str, changed: exp.Expression) -> exp.Select:
+    def branch(status: str, source: str, changed: exp.Expr) -> exp.Select:
         return exp.select(
             exp.alias_(lit(status), names.STATUS, quoted=True),
             *[col(c, source) for c in ids],
@@ -241,7 +241,7 @@ def resolve_statement(
         exp.alias_(sample_digest_expr(d, by_field, algorithm), names.PROVENANCE, quoted=True),
         col(names.CHANGED_FIELDS),
     ).from_(table_ref(names.INCREMENT))
-    ctes: list[tuple[str, exp.Expression]] = [
+    ctes: list[tuple[str, exp.Expr]] = [
         (u.cte, _upstream_cte(d, plan, u, missing)) for u in plan.upstreams]
     ctes += [
         (names.EXPECTED, _expected_cte(d, plan, algorithm)),
@@ -289,7 +289,7 @@ def write_select(
     The data version of a field is the writer's override when given, else its provenance.
     """
     passthrough = [col(c) for c in (*id_columns, *user_columns)]
-    per_field: list[exp.Expression] = []
+    per_field: list[exp.Expr] = []
     for f in field_keys:
         prov = d.map_get(col(names.PROVENANCE_BY_FIELD), f)
         per_field.append(exp.alias_(prov, names.provenance_column(f), quoted=True))

@@ -122,9 +122,8 @@ def _features_of(module: Any) -> list[FeatureSpec | type[BaseFeature]]:
         return items
     found: list[FeatureSpec | type[BaseFeature]] = []
     for v in values:
-        if isinstance(v, FeatureSpec):
-            found.append(v)
-        elif isinstance(v, type) and issubclass(v, BaseFeature) and "spec" in vars(v):
+        is_class = isinstance(v, type) and issubclass(v, BaseFeature) and "spec" in vars(v)
+        if isinstance(v, FeatureSpec) or is_class:
             found.append(v)
     if not found:
         raise ConfigError(f"entrypoint {module.__name__!r} defines no FeatureGraph, FeatureSpec "

@@ -74,8 +74,8 @@ def field_provenance_input(
 ) -> str:
     """The canonical hash input of one field's provenance (parents sorted)."""
     text = field_provenance_prefix(field_key, code_version)
-    for feature_key, parent_field in sorted(parents):
-        text += parent_label(feature_key, parent_field) + encode(parents[(feature_key, parent_field)])
+    for parent in sorted(parents):
+        text += parent_label(*parent) + encode(parents[parent])
     return text
 
 

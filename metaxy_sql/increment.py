@@ -42,7 +42,8 @@ class IncrementPart:
         return self._executor.batches(self.sql, batch_size)
 
     def to_pylist(self) -> list[dict[str, object]]:
-        return self.to_arrow().to_pylist()
+        rows: list[dict[str, object]] = self.to_arrow().to_pylist()
+        return rows
 
 
 class Increment:

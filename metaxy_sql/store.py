@@ -130,7 +130,7 @@ class Store:
         with self.executor.transaction(), self._staged(feature, table):
             self._ensure_table(feature, select, user_columns)
             self.executor.execute(d.render(builder.insert(names.table(feature), columns, select)))
-        return table.num_rows
+        return int(table.num_rows)
 
     def delete(self, feature: str, ids: Any, *, hard: bool = False) -> int:
         """Delete samples by id (anything ``write`` accepts; only id columns are read).
@@ -155,7 +155,7 @@ class Store:
                     builder.tombstones_select(d, names.staged(feature), spec.id_columns,
                                               self._now()))
             self.executor.execute(d.render(stmt))
-        return table.num_rows
+        return int(table.num_rows)
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, feature: str, *, history: bool = False) -> pa.Table:

@@ -99,8 +99,8 @@ SCENARIOS = [
              [(BASE, {}), (with_(BASE, v3=None), {}), (BASE, {})],
              {V: counts(new=1), T: counts(new=1), C: counts(new=1), H: counts(new=1)}),
     Scenario("tricky provenance strings: separators, empty, unicode",
-             [(with_(BASE, v1={"audio": "", "frames": "1:a|b"}, v2={"audio": "🎧 ünï", "frames": ""}),
-               {})],
+             [(with_(BASE, v1={"audio": "", "frames": "1:a|b"},
+                     v2={"audio": "🎧 ünï", "frames": ""}), {})],
              {V: counts(new=3), T: counts(new=3), C: counts(new=3), H: counts(new=3)}),
 ]
 

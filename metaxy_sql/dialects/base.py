@@ -6,6 +6,8 @@ lives in exactly one dialect module, with a comment saying why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlglot import exp
 
 from metaxy_sql.hashing import DIGEST_HEX_CHARS, HashAlgorithm
@@ -15,7 +17,7 @@ def lit(value: str) -> exp.Literal:
     return exp.Literal.string(value)
 
 
-def call(name: str, *args: exp.Expression) -> exp.Anonymous:
+def call(name: str, *args: exp.Expr) -> exp.Anonymous:
     """A function call rendered verbatim (for functions whose name differs by engine)."""
     return exp.Anonymous(this=name, expressions=list(args))
 
@@ -39,11 +41,11 @@ class Dialect:
         return exp.DataType.build(sql_type, dialect=self.sqlglot_dialect)
 
     # -- hashing ----------------------------------------------------------------------------
-    def hex_digest(self, text: exp.Expression, algorithm: HashAlgorithm) -> exp.Expression:
+    def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
         """Lowercase hex digest of the UTF-8 bytes of ``text`` (full length)."""
         raise NotImplementedError
 
-    def digest(self, text: exp.Expression, algorithm: HashAlgorithm) -> exp.Expression:
+    def digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
         """The 32-hex-char digest the oracle computes (``hashing.digest``)."""
         full = self.hex_digest(text, algorithm)
         if algorithm == "md5":  # md5 hex is exactly 32 chars already
@@ -51,35 +53,35 @@ class Dialect:
         return exp.Substring(
             this=full, start=exp.Literal.number(1), length=exp.Literal.number(DIGEST_HEX_CHARS))
 
-    def byte_length(self, text: exp.Expression) -> exp.Expression:
+    def byte_length(self, text: exp.Expr) -> exp.Expr:
         """Length of ``text`` in UTF-8 bytes."""
         raise NotImplementedError
 
-    def int_to_text(self, value: exp.Expression) -> exp.Expression:
+    def int_to_text(self, value: exp.Expr) -> exp.Expr:
         return exp.Cast(this=value, to=self.type_(self.text_type))
 
     # -- per-field maps ---------------------------------------------------------------------
-    def map_get(self, mapping: exp.Expression, key: str) -> exp.Expression:
+    def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:
         """Value of ``key`` in a per-field map column, NULL when the key is absent."""
         return exp.Bracket(this=mapping, expressions=[lit(key)])
 
-    def map_build(self, pairs: list[tuple[str, exp.Expression]]) -> exp.Expression:
+    def map_build(self, pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
         """A per-field map from compile-time keys (already sorted) and value expressions."""
         return exp.Map(
             keys=exp.Array(expressions=[lit(k) for k, _ in pairs]),
             values=exp.Array(expressions=[v for _, v in pairs]),
         )
 
-    def non_null_array(self, items: list[exp.Expression]) -> exp.Expression:
+    def non_null_array(self, items: list[exp.Expr]) -> exp.Expr:
         """An array of the non-NULL values among ``items``, in order."""
         raise NotImplementedError
 
     # -- statements -------------------------------------------------------------------------
-    def true(self) -> exp.Expression:
+    def true(self) -> exp.Expr:
         return exp.true()
 
-    def timestamp_literal(self, iso: str) -> exp.Expression:
+    def timestamp_literal(self, iso: str) -> exp.Expr:
         return exp.Cast(this=lit(iso), to=self.type_(self.timestamp_type))
 
-    def render(self, expression: exp.Expression, pretty: bool = True) -> str:
+    def render(self, expression: exp.Expr, pretty: bool = True) -> str:
         return expression.sql(dialect=self.sqlglot_dialect, pretty=pretty, identify=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlglot import exp
 
 from metaxy_sql.dialects.base import Dialect, call, lit
@@ -15,24 +17,24 @@ class PostgresDialect(Dialect):
     map_type = "JSONB"
     timestamp_type = "TIMESTAMP"
 
-    def hex_digest(self, text: exp.Expression, algorithm: HashAlgorithm) -> exp.Expression:
+    def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
         if algorithm == "md5":  # md5(text) hashes the text's bytes (UTF8 database) and is hex
             return call("md5", text)
         # sha256() takes bytea only: sqlglot's sha256(text) does not exist in Postgres.
         return call("encode", call("sha256", call("convert_to", text, lit("UTF8"))), lit("hex"))
 
-    def byte_length(self, text: exp.Expression) -> exp.Expression:
+    def byte_length(self, text: exp.Expr) -> exp.Expr:
         return call("octet_length", text)
 
-    def map_get(self, mapping: exp.Expression, key: str) -> exp.Expression:
+    def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:
         # Per-field maps are jsonb; ->> yields text, NULL when the key is absent.
         return exp.JSONExtractScalar(this=mapping, expression=lit(key))
 
-    def map_build(self, pairs: list[tuple[str, exp.Expression]]) -> exp.Expression:
-        args: list[exp.Expression] = []
+    def map_build(self, pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
+        args: list[exp.Expr] = []
         for k, v in pairs:
             args += [lit(k), v]
         return call("jsonb_build_object", *args)
 
-    def non_null_array(self, items: list[exp.Expression]) -> exp.Expression:
+    def non_null_array(self, items: list[exp.Expr]) -> exp.Expr:
         return call("array_remove", exp.Array(expressions=items), exp.Null())

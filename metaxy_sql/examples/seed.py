@@ -11,7 +11,10 @@ import metaxy_sql as mx
 video = mx.FeatureSpec(
     key="video/full",
     id_columns=["sample_uid"],
-    fields=[mx.FieldSpec(key="audio", code_version="1"), mx.FieldSpec(key="frames", code_version="1")],
+    fields=[
+        mx.FieldSpec(key="audio", code_version="1"),
+        mx.FieldSpec(key="frames", code_version="1"),
+    ],
     description="Raw videos: an audio track and frames.",
 )
 transcript = mx.FeatureSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import pyarrow as pa
@@ -38,7 +39,7 @@ class Executor(Protocol):
     def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
         """Create ``table`` with the columns (and types) of ``select``, empty."""
 
-    def transaction(self) -> object:
+    def transaction(self) -> AbstractContextManager[None]:
         """A context manager making the enclosed statements atomic where the engine can."""
 
     def close(self) -> None: ...

@@ -12,6 +12,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from metaxy_sql.builder import table_ref
+from metaxy_sql.dialects.base import Dialect
 from metaxy_sql.dialects.duckdb import DuckDBDialect
 from metaxy_sql.errors import ExecutionError, StoreConnectionError
 
@@ -20,7 +21,7 @@ class DuckDBExecutor:
     engine = "duckdb"
 
     def __init__(self, path: str) -> None:
-        self.dialect = DuckDBDialect()
+        self.dialect: Dialect = DuckDBDialect()
         self.url = "duckdb://:memory:" if path == ":memory:" else f"duckdb:///{path}"
         if path != ":memory:":
             parent = Path(path).parent
