@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
-from metaxy_sql import hashing
+from metaxy_sql import hashing, names
 from metaxy_sql.definitions import BaseFeature, FeatureSpec
 from metaxy_sql.errors import DefinitionError, UnknownFeatureError
 
@@ -42,6 +42,7 @@ class FeatureGraph:
             self._specs[spec.key] = spec
             if isinstance(item, type):
                 self._classes[spec.key] = item
+        self._check_table_names()
         self._check_deps()
         self._order = self._toposort()
         self._parents = {
@@ -121,6 +122,16 @@ class FeatureGraph:
             key, {f: self.field_version(key, f) for f in self.field_keys(key)})
 
     # -- validation -------------------------------------------------------------------------
+    def _check_table_names(self) -> None:
+        by_table: dict[str, str] = {}
+        for key in sorted(self._specs):
+            table = names.table(key)
+            if table in by_table:
+                raise DefinitionError(
+                    f"features {by_table[table]!r} and {key!r} would share the table {table!r}; "
+                    "rename one (keys map '/' to '__')")
+            by_table[table] = key
+
     def _check_deps(self) -> None:
         for spec in self._specs.values():
             for dep in spec.deps:

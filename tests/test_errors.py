@@ -100,3 +100,8 @@ def test_bad_store_urls() -> None:
         mx.connect("mysql://x", graph=seed.graph)
     with pytest.raises(mx.StoreConnectionError, match="does not exist"):
         mx.connect("duckdb:////nonexistent/dir/x.db", graph=seed.graph)
+
+
+def test_keys_sharing_a_table_name() -> None:
+    with pytest.raises(mx.DefinitionError, match="would share the table 'a__b'"):
+        mx.FeatureGraph([spec("a/b"), spec("a__b")])
