@@ -49,6 +49,10 @@ else
   die "run as root (or as postgres, or with passwordless sudo)"
 fi
 
+# The server inherits our open fds: close fd 3 (the caller's stdout pipe), or a caller doing
+# $(bash .ci/postgres.sh | tail -1) would wait forever for EOF on it.
+pgctl() { as_root pg_ctlcluster "$VER" "$NAME" "$@" </dev/null 3>&-; }
+
 # True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() { timeout 2 bash -c ": </dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
@@ -57,7 +61,7 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! compgen -G '/usr/lib/postgres
   log "installing postgresql with apt-get ..."
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
-  as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  as_root apt-get install -y -qq --no-install-recommends postgresql </dev/null >/dev/null 3>&- # its init script may start a server: keep fd 3 away from it
   JUST_INSTALLED=1
 fi
 
@@ -87,7 +91,7 @@ CLUSTER=$(pick_cluster)
 if [[ -z $CLUSTER ]]; then
   VER=$(ls /usr/lib/postgresql | sort -n | tail -1)
   log "no cluster found: creating $VER/main"
-  as_root pg_createcluster --locale C.UTF-8 "$VER" main >/dev/null
+  as_root pg_createcluster --locale C.UTF-8 "$VER" main </dev/null >/dev/null 3>&-
   CLUSTER=$(pick_cluster)
 fi
 read -r VER NAME PORT STATUS _ <<<"$CLUSTER"
@@ -108,13 +112,13 @@ if [[ $STATUS != online* ]]; then
   listen_localhost_only
   PORT=$NEWPORT
   log "starting cluster $VER/$NAME on 127.0.0.1:$PORT"
-  as_root pg_ctlcluster "$VER" "$NAME" start \
+  pgctl start \
     || die "could not start $VER/$NAME (log: /var/log/postgresql/postgresql-$VER-$NAME.log)"
 elif [[ ${JUST_INSTALLED:-0} == 1 ]]; then
   # the package's init script started it (listen_addresses = localhost, i.e. also ::1)
   log "restarting freshly installed cluster $VER/$NAME to listen on 127.0.0.1 only"
   listen_localhost_only
-  as_root pg_ctlcluster "$VER" "$NAME" restart
+  pgctl restart
   STATUS=restarted
 else
   log "cluster $VER/$NAME already running on port $PORT"
@@ -130,7 +134,7 @@ if ! pg_isready -q -h 127.0.0.1 -p "$PORT"; then
   # running, but not on 127.0.0.1 (e.g. listen_addresses = ''): fix it and restart
   log "cluster $VER/$NAME is not reachable on 127.0.0.1:$PORT: setting listen_addresses and restarting"
   listen_localhost_only
-  as_root pg_ctlcluster "$VER" "$NAME" restart
+  pgctl restart
   for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.5; done
   pg_isready -h 127.0.0.1 -p "$PORT" >&2 || die "server not accepting connections on 127.0.0.1:$PORT"
 fi

@@ -83,7 +83,7 @@ def sample_digest_expr(
 # -- latest state -----------------------------------------------------------------------------
 def latest_rows(
     table: str, ids: Sequence[str], columns: Sequence[str],
-    projections: Sequence[exp.Expr] | None = None,
+    projections: Sequence[exp.Expr] | None = None, *, dialect: Dialect | None = None,
 ) -> exp.Select:
     """Latest row per id of a feature table, soft-deleted ids hidden.
 
@@ -91,24 +91,14 @@ def latest_rows(
     computed from them. Ties on ``metaxy_created_at`` resolve deterministically: a tombstone
     wins, then the greater data version.
     """
-    window = exp.Window(
-        this=exp.RowNumber(),
-        partition_by=[col(c) for c in ids],
-        order=exp.Order(expressions=[
-            exp.Ordered(this=col(names.CREATED_AT), desc=True),
-            exp.Ordered(this=col(names.DELETED), desc=True),
-            exp.Ordered(this=col(names.DATA_VERSION), desc=True),
-        ]),
-    )
-    inner = exp.select(
-        *[col(c) for c in (*ids, *columns, names.DELETED)],
-        exp.alias_(window, names.ROW_NUMBER, quoted=True),
-    ).from_(table_ref(table))
+    d = dialect or Dialect()
+    order = [d.order_desc(col(c)) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)]
+    inner, first = d.latest_per_id(table_ref(table), [col(c) for c in ids],
+                                   [col(c) for c in (*ids, *columns, names.DELETED)], order)
     outputs = list(projections) if projections is not None else [col(c) for c in columns]
+    select = exp.select(*[col(c) for c in ids], *outputs).from_(inner.subquery(table, copy=False))
     return (
-        exp.select(*[col(c) for c in ids], *outputs)
-        .from_(inner.subquery(table, copy=False))
-        .where(exp.EQ(this=col(names.ROW_NUMBER), expression=exp.Literal.number(1)))
+        (select.where(first) if first is not None else select)
         .where(exp.Not(this=col(names.DELETED)))
     )
 
@@ -118,12 +108,11 @@ def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
            source: str | None) -> exp.Select:
     """An empty relation standing in for a table never written (ids typed like ``source``)."""
     id_cols: list[exp.Expr] = [
-        col(c) if source else exp.alias_(exp.Cast(this=exp.Null(), to=d.type_(d.text_type)), c,
-                                         quoted=True) for c in ids]
+        col(c) if source else exp.alias_(d.typed_null(d.text_type), c, quoted=True)
+        for c in ids]
     select = exp.select(
         *id_cols,
-        *[exp.alias_(exp.Cast(this=exp.Null(), to=d.type_(d.text_type)), n, quoted=True)
-          for n in nulls],
+        *[exp.alias_(d.typed_null(d.text_type), n, quoted=True) for n in nulls],
     ).where(exp.false())
     return select.from_(table_ref(source)) if source else select
 
@@ -142,7 +131,7 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan,
         ).from_(table_ref(u.relation))
     return latest_rows(u.relation, plan.id_columns, [names.DATA_VERSION_BY_FIELD], [
         exp.alias_(d.map_get(col(names.DATA_VERSION_BY_FIELD), f), names.data_version_column(f),
-                   quoted=True) for f in u.fields])
+                   quoted=True) for f in u.fields], dialect=d)
 
 
 def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> exp.Select:
@@ -176,7 +165,7 @@ def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str]) -> exp.
                       names.EXPECTED)
     return latest_rows(plan.table, plan.id_columns, [names.PROVENANCE_BY_FIELD], [
         exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
-                   quoted=True) for f in plan.field_keys])
+                   quoted=True) for f in plan.field_keys], dialect=d)
 
 
 def _differs(f: str) -> exp.Expr:
@@ -191,7 +180,42 @@ def _not_exists(outer: str, inner: str, ids: Sequence[str]) -> exp.Expr:
     return exp.Not(this=exp.Exists(this=sub))
 
 
+def _increment_full_join(d: Dialect, plan: FeaturePlan) -> exp.Select:
+    """The increment as one FULL OUTER JOIN: an id missing on the current side is new, on the
+    expected side orphaned; matched ids with a differing field are stale."""
+    ids, fields = plan.id_columns, plan.field_keys
+    no_current = exp.Is(this=col(ids[0], names.CURRENT), expression=exp.Null())
+    no_expected = exp.Is(this=col(ids[0], names.EXPECTED), expression=exp.Null())
+    status = exp.Case(ifs=[exp.If(this=no_current, true=lit(names.STATUS_NEW)),
+                           exp.If(this=no_expected.copy(), true=lit(names.STATUS_ORPHANED))],
+                      default=lit(names.STATUS_STALE))
+
+    def side(name: str) -> exp.Expr:  # orphaned rows carry the stored value, others expected
+        return exp.Case(ifs=[exp.If(this=no_expected.copy(), true=col(name, names.CURRENT))],
+                        default=col(name, names.EXPECTED))
+
+    empty = exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
+    changed = exp.Case(
+        ifs=[exp.If(this=exp.or_(no_current.copy(), no_expected.copy()), true=empty)],
+        default=exp.Cast(this=d.non_null_array([
+            exp.Case(ifs=[exp.If(this=_differs(f), true=lit(f))]) for f in fields]),
+            to=d.type_(d.text_array_type)))
+    return exp.select(
+        exp.alias_(status, names.STATUS, quoted=True),
+        *[exp.alias_(exp.Coalesce(this=col(c, names.EXPECTED), expressions=[
+            col(c, names.CURRENT)]), c, quoted=True) for c in ids],
+        *[exp.alias_(side(names.provenance_column(f)), names.provenance_column(f), quoted=True)
+          for f in fields],
+        exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
+    ).from_(table_ref(names.EXPECTED)).join(
+        table_ref(names.CURRENT), on=ids_equal(names.EXPECTED, names.CURRENT, ids),
+        join_type="full outer",
+    ).where(exp.or_(no_current.copy(), no_expected.copy(), *[_differs(f) for f in fields]))
+
+
 def _increment_cte(d: Dialect, plan: FeaturePlan) -> exp.Expr:
+    if d.increment_by_full_join:
+        return _increment_full_join(d, plan)
     ids, fields = plan.id_columns, plan.field_keys
     empty = exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
 
@@ -250,6 +274,9 @@ def resolve_statement(
     ]
     for name, body in ctes:
         select = select.with_(exp.to_identifier(name, quoted=True), as_=body, copy=False)
+    settings = d.statement_settings()
+    if settings:
+        select.set("settings", settings)
     return select
 
 
@@ -326,16 +353,25 @@ def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
     ).from_(table_ref(staged)).distinct()
 
 
-def hard_delete(table: str, staged: str, id_columns: Sequence[str]) -> exp.Delete:
+def hard_delete(table: str, staged: str, id_columns: Sequence[str], *,
+                dialect: Dialect | None = None) -> exp.Delete:
     """Delete every row (history included) of the ids in ``staged``."""
+    if dialect is not None and not dialect.correlated_delete:
+        ids = (col(id_columns[0]) if len(id_columns) == 1
+               else exp.Tuple(expressions=[col(c) for c in id_columns]))
+        staged_ids = exp.select(*[col(c) for c in id_columns]).from_(table_ref(staged))
+        return exp.delete(table_ref(table), where=exp.In(
+            this=ids, query=exp.Subquery(this=staged_ids)))
     sub = exp.select(exp.Literal.number(1)).from_(table_ref(staged)).where(
         ids_equal(staged, table, id_columns))
     return exp.delete(table_ref(table), where=exp.Exists(this=sub))
 
 
-def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str]) -> exp.Select:
+def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str], *,
+                dialect: Dialect | None = None) -> exp.Select:
     """Latest state of a feature table: the newest live row per id, ordered by id."""
-    return latest_rows(table, id_columns, columns).order_by(*[col(c) for c in id_columns])
+    return latest_rows(table, id_columns, columns, dialect=dialect).order_by(
+        *[col(c) for c in id_columns])
 
 
 def read_history(table: str, id_columns: Sequence[str]) -> exp.Select:

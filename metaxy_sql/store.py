@@ -148,7 +148,7 @@ class Store:
         with self.executor.transaction(), self._staged(feature, table):
             if hard:
                 stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
-                                                spec.id_columns)
+                                                spec.id_columns, dialect=d)
             else:
                 stmt = builder.insert(
                     names.table(feature), [*spec.id_columns, names.CREATED_AT, names.DELETED],
@@ -169,7 +169,8 @@ class Store:
         else:
             columns = [c for c in self.executor.columns(table)
                        if c not in spec.id_columns and c != names.DELETED]
-            query = builder.read_latest(table, spec.id_columns, columns)
+            query = builder.read_latest(table, spec.id_columns, columns,
+                                        dialect=self.executor.dialect)
         return self.executor.fetch(self.executor.dialect.render(query))
 
     def count(self, feature: str) -> int:
@@ -177,7 +178,8 @@ class Store:
         spec = self.graph.spec(feature)
         if names.table(feature) not in self.executor.tables():
             return 0
-        query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, []))
+        query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, [],
+                                                        dialect=self.executor.dialect))
         return int(self.executor.fetch(self.executor.dialect.render(query)).column(0)[0].as_py())
 
     def drop(self, feature: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from sqlglot import exp
 
 from metaxy_sql.hashing import DIGEST_HEX_CHARS, HashAlgorithm
+from metaxy_sql.names import ROW_NUMBER
 
 
 def lit(value: str) -> exp.Literal:
@@ -29,6 +30,14 @@ class Dialect:
     name: str = ""
     #: sqlglot dialect used to render.
     sqlglot_dialect: str = ""
+
+    #: False where a DELETE cannot correlate with the staged ids (it then uses ``ids IN``).
+    correlated_delete: bool = True
+    #: Session settings the executor applies to every statement on this engine.
+    session_settings: dict[str, str] = {}
+    #: True: the increment is one FULL OUTER JOIN of expected and current; False: new and
+    #: orphaned are anti-joins (NOT EXISTS) and stale an inner join, in a UNION ALL.
+    increment_by_full_join: bool = False
 
     # -- types ------------------------------------------------------------------------------
     text_type = "TEXT"
@@ -60,6 +69,10 @@ class Dialect:
     def int_to_text(self, value: exp.Expr) -> exp.Expr:
         return exp.Cast(this=value, to=self.type_(self.text_type))
 
+    def typed_null(self, sql_type: str) -> exp.Expr:
+        """A NULL of type ``sql_type`` (columns of the empty stand-in relations)."""
+        return exp.Cast(this=exp.Null(), to=self.type_(sql_type))
+
     # -- per-field maps ---------------------------------------------------------------------
     def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:
         """Value of ``key`` in a per-field map column, NULL when the key is absent."""
@@ -77,6 +90,31 @@ class Dialect:
         raise NotImplementedError
 
     # -- statements -------------------------------------------------------------------------
+    def order_desc(self, column: exp.Expr) -> exp.Ordered:
+        """``column DESC`` in the latest-row order (its columns are never NULL where it
+        matters: ``metaxy_data_version`` is NULL only on tombstones, which never tie with live
+        rows because ``metaxy_deleted`` is ordered first)."""
+        return exp.Ordered(this=column, desc=True)
+
+    def latest_per_id(
+        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Column],
+        order: Sequence[exp.Ordered],
+    ) -> tuple[exp.Select, exp.Expr | None]:
+        """Rows of ``source`` with the first row per id in ``order`` marked or kept.
+
+        Returns the select and the condition an outer query adds to keep only those rows
+        (``None`` when the select already keeps one row per id).
+        """
+        window = exp.Window(this=exp.RowNumber(), partition_by=list(ids),
+                            order=exp.Order(expressions=list(order)))
+        select = exp.select(*columns, exp.alias_(window, ROW_NUMBER, quoted=True)).from_(source)
+        return select, exp.EQ(this=exp.column(ROW_NUMBER, quoted=True),
+                              expression=exp.Literal.number(1))
+
+    def statement_settings(self) -> list[exp.Expr]:
+        """Settings the resolve statement carries in its own text (``SETTINGS k = v``)."""
+        return []
+
     def true(self) -> exp.Expr:
         return exp.true()
 

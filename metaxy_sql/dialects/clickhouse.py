@@ -1,4 +1,12 @@
-"""ClickHouse dialect."""
+"""ClickHouse dialect (a server, or chdb in-process): every ClickHouse quirk lives here.
+
+>>> from sqlglot import exp
+>>> d = ClickHouseDialect()
+>>> print(d.render(d.map_get(exp.column("m", quoted=True), "audio"), pretty=False))
+CASE WHEN mapContains("m", 'audio') THEN "m"['audio'] ELSE NULL END
+>>> d.render(d.typed_null("String"), pretty=False)
+'CAST(NULL AS Nullable(String))'
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,12 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
+from metaxy_sql import names
 from metaxy_sql.dialects.base import Dialect, call, lit
 from metaxy_sql.hashing import HashAlgorithm
+
+#: Types whose values can be wrapped in ``Nullable(...)`` (composite types cannot).
+_COMPOSITE = ("Array(", "Map(", "Tuple(", "Nullable(", "LowCardinality(")
 
 
 class ClickHouseDialect(Dialect):
@@ -20,12 +32,35 @@ class ClickHouseDialect(Dialect):
     bool_type = "Bool"
     text_array_type = "Array(String)"
 
+    # Mutations (lightweight DELETE included) reject correlated subqueries (NOT_IMPLEMENTED).
+    correlated_delete = False
+    # CTEs are inlined and evaluated once per reference: one FULL JOIN reads expected and
+    # current once, where NOT EXISTS x2 + a join evaluates each three times (3x slower at 1M).
+    increment_by_full_join = True
+    session_settings = {
+        # The default DELETE is a background mutation that cannot see the session's temporary
+        # (staged) tables; patch-part deletes run in the session, synchronously (25.7+):
+        # https://clickhouse.com/docs/sql-reference/statements/delete
+        "lightweight_delete_mode": "lightweight_update_force",
+    }
+    #: Engine of feature tables. Plain MergeTree: a Replacing/Collapsing engine would merge
+    #: away the history the store keeps; latest-state reads pick the newest row themselves.
+    table_engine = "MergeTree"
+    #: Table settings: block number/offset columns enable the patch-part deletes above.
+    table_settings: Sequence[tuple[str, int]] = (
+        ("enable_block_number_column", 1), ("enable_block_offset_column", 1))
+
+    def typed_null(self, sql_type: str) -> exp.Expr:
+        # CAST(NULL AS String) fails (CANNOT_CONVERT_TYPE): only Nullable types hold NULL.
+        return exp.Cast(this=exp.Null(), to=self.type_(nullable(sql_type)))
+
     def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
-        # SHA256()/MD5() return raw bytes in ClickHouse (sqlglot's default keeps them raw).
+        # SHA256()/MD5() return raw bytes in ClickHouse (sqlglot's default keeps them raw);
+        # the function names are case-sensitive (sha256() is UNKNOWN_FUNCTION).
         return call("lower", call("hex", call(algorithm.upper(), text)))
 
     def byte_length(self, text: exp.Expr) -> exp.Expr:
-        # ClickHouse length() of a String counts bytes.
+        # ClickHouse length() of a String counts bytes (sqlglot's Length renders CHAR_LENGTH).
         return call("length", text)
 
     def int_to_text(self, value: exp.Expr) -> exp.Expr:
@@ -42,15 +77,103 @@ class ClickHouseDialect(Dialect):
         )
 
     def map_build(self, pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
+        # sqlglot's exp.Map renders `MAP(...)` forms ClickHouse rejects; map(k1, v1, ...) is
+        # native. Keys arrive sorted, so maps compare equal (Map equality is order-sensitive).
         args: list[exp.Expr] = []
         for k, v in pairs:
             args += [lit(k), v]
         return call("map", *args)
 
     def non_null_array(self, items: list[exp.Expr]) -> exp.Expr:
+        # sqlglot's ArrayFilter/ArrayRemove do not render runnable ClickHouse: call it directly.
         x = exp.to_identifier("x")
         return call(
             "arrayFilter",
             exp.Lambda(this=call("isNotNull", x), expressions=[x]),
             exp.Array(expressions=items),
         )
+
+    def latest_per_id(
+        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Column],
+        order: Sequence[exp.Ordered],
+    ) -> tuple[exp.Select, exp.Expr | None]:
+        # LIMIT 1 BY keeps the first row per id after the sort: no window state per row
+        # (about 2x faster than ROW_NUMBER() on 1M ids). The order is total, so it is exact.
+        limit = exp.Limit(expression=exp.Literal.number(1), expressions=[c.copy() for c in ids])
+        select = exp.select(*columns).from_(source).order_by(*[c.copy() for c in ids], *order)
+        select.set("limit", limit)
+        return select, None
+
+    def statement_settings(self) -> list[exp.Expr]:
+        return [
+            # Outer joins fill unmatched columns with ''/0 unless join_use_nulls = 1; the
+            # FULL JOIN increment tells new/orphaned apart by NULL ids.
+            exp.EQ(this=exp.var("join_use_nulls"), expression=exp.Literal.number(1)),
+            # A sort-merge join beats the default hash join about 2x on 1M String ids (the
+            # hash table of one side no longer has to be built and probed on 2 cores).
+            exp.EQ(this=exp.var("join_algorithm"), expression=lit("full_sorting_merge,hash")),
+        ]
+
+    # -- DDL --------------------------------------------------------------------------------
+    def column_type(self, column: str, described: str, id_columns: Sequence[str]) -> str:
+        """Stored type of ``column`` given the type ClickHouse infers for the write SELECT."""
+        fixed = {
+            names.PROVENANCE_BY_FIELD: self.map_type, names.DATA_VERSION_BY_FIELD: self.map_type,
+            names.PROVENANCE: self.text_type, names.DATA_VERSION: self.text_type,
+            names.FEATURE_VERSION: self.text_type, names.CREATED_AT: self.timestamp_type,
+            names.DELETED: self.bool_type,
+        }
+        if column in fixed:
+            return fixed[column]
+        if column in id_columns:  # sorting keys cannot be Nullable (allow_nullable_key = 0)
+            return non_nullable(described)
+        return described
+
+    def create_table_ddl(
+        self, table: exp.Table, columns: Sequence[tuple[str, str]], order_by: Sequence[str],
+        *, cluster: str | None = None, engine: str | None = None,
+    ) -> exp.Create:
+        """``CREATE TABLE IF NOT EXISTS`` of a feature table, ordered by its id columns."""
+        props: list[exp.Expr] = []
+        keys: list[exp.Expr] = [exp.column(c, quoted=True) for c in order_by]
+        if cluster:
+            props.append(exp.OnCluster(this=exp.to_identifier(cluster, quoted=True)))
+        props += [
+            exp.EngineProperty(this=exp.var(engine or self.table_engine)),
+            exp.Order(expressions=[exp.Ordered(this=keys[0] if len(keys) == 1
+                                               else exp.Tuple(expressions=keys))]),
+            exp.SettingsProperty(expressions=[
+                exp.EQ(this=exp.var(k), expression=exp.Literal.number(v))
+                for k, v in self.table_settings]),
+        ]
+        return exp.Create(
+            kind="TABLE", exists=True,
+            this=exp.Schema(this=table, expressions=[
+                exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
+                for name, typ in columns]),
+            properties=exp.Properties(expressions=props),
+        )
+
+    def temporary_table_ddl(self, table: exp.Table,
+                            columns: Sequence[tuple[str, str]]) -> exp.Create:
+        """A session-scoped Memory table holding staged rows (invisible to other sessions)."""
+        return exp.Create(
+            kind="TABLE",
+            this=exp.Schema(this=table, expressions=[
+                exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
+                for name, typ in columns]),
+            properties=exp.Properties(expressions=[
+                exp.TemporaryProperty(), exp.EngineProperty(this=exp.var("Memory"))]),
+        )
+
+
+def nullable(sql_type: str) -> str:
+    """``Nullable(T)`` for scalar types; composite types stay as they are."""
+    return sql_type if sql_type.startswith(_COMPOSITE) else f"Nullable({sql_type})"
+
+
+def non_nullable(sql_type: str) -> str:
+    """``T`` for ``Nullable(T)``."""
+    if sql_type.startswith("Nullable(") and sql_type.endswith(")"):
+        return sql_type[len("Nullable("):-1]
+    return sql_type

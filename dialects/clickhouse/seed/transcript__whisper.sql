@@ -14,15 +14,17 @@ WITH "upstream__video__full" AS (
     SELECT
       "sample_uid",
       "metaxy_data_version_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
+      "metaxy_deleted"
     FROM "video__full"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
   ) AS "video__full"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__video__full"."sample_uid",
@@ -53,65 +55,55 @@ WITH "upstream__video__full" AS (
     SELECT
       "sample_uid",
       "metaxy_provenance_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
+      "metaxy_deleted"
     FROM "transcript__whisper"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
   ) AS "transcript__whisper"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
-    'new' AS "metaxy_status",
-    "expected"."sample_uid",
-    "expected"."metaxy_provenance__text",
-    CAST([] AS Array(String)) AS "metaxy_changed_fields"
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__text"
+      ELSE "expected"."metaxy_provenance__text"
+    END AS "metaxy_provenance__text",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+            OR "current"."metaxy_provenance__text" IS NULL
+            THEN 'text'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
   FROM "expected"
-  WHERE
-    NOT EXISTS(
-      SELECT
-        1
-      FROM "current"
-      WHERE
-        "current"."sample_uid" = "expected"."sample_uid"
-    )
-  UNION ALL
-  SELECT
-    'stale' AS "metaxy_status",
-    "expected"."sample_uid",
-    "expected"."metaxy_provenance__text",
-    CAST(arrayFilter(
-      "x" -> isNotNull(x),
-      [
-        CASE
-          WHEN "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
-          OR "current"."metaxy_provenance__text" IS NULL
-          THEN 'text'
-        END
-      ]
-    ) AS Array(String)) AS "metaxy_changed_fields"
-  FROM "expected"
-  INNER JOIN "current"
+  FULL OUTER JOIN "current"
     ON "expected"."sample_uid" = "current"."sample_uid"
   WHERE
-    "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
-    OR "current"."metaxy_provenance__text" IS NULL
-  UNION ALL
-  SELECT
-    'orphaned' AS "metaxy_status",
-    "current"."sample_uid",
-    "current"."metaxy_provenance__text",
-    CAST([] AS Array(String)) AS "metaxy_changed_fields"
-  FROM "current"
-  WHERE
-    NOT EXISTS(
-      SELECT
-        1
-      FROM "expected"
-      WHERE
-        "expected"."sample_uid" = "current"."sample_uid"
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+      OR "current"."metaxy_provenance__text" IS NULL
     )
 )
 SELECT
@@ -134,3 +126,4 @@ SELECT
   ) AS "metaxy_provenance",
   "metaxy_changed_fields"
 FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

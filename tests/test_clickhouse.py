@@ -1,0 +1,124 @@
+"""ClickHouse-specific behaviour: store URLs, connection errors, staging, history on MergeTree."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import metaxy_sql as mx
+from metaxy_sql.examples import seed
+from tests.conftest import ENGINES
+from tests.engines import clickhouse as ch_engine
+from tests.pipeline import as_dict, samples
+
+pytestmark = pytest.mark.skipif("clickhouse" not in ENGINES,
+                                reason="clickhouse is not in METAXY_SQL_TEST_ENGINES")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the socket is
+
+
+@pytest.mark.parametrize("scheme", ["clickhouse", "clickhouses"])
+def test_server_down_is_one_clear_error_with_the_password_masked(scheme: str) -> None:
+    port = closed_port()
+    url = f"{scheme}://alice:s3cr%21t@127.0.0.1:{port}/metaxy"
+    with pytest.raises(mx.StoreConnectionError) as info:
+        mx.connect(url, graph=seed.graph)
+    message = str(info.value)
+    assert f"{scheme}://alice:***@127.0.0.1:{port}/metaxy" in message
+    assert "s3cr" not in message
+    assert "server running" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize(("url", "match"), [
+    ("chdb://relative/path", "three slashes"),
+    ("clickhouse://u:pw@localhost:8123/db?sslmode=x", r"unknown parameters \['sslmode'\]"),
+    ("clickhouse://:8123/db", "name a host"),
+])
+def test_bad_urls_are_config_errors(url: str, match: str) -> None:
+    with pytest.raises(mx.ConfigError, match=match) as info:
+        mx.connect(url, graph=seed.graph)
+    assert "pw@" not in str(info.value)
+
+
+def test_parse_url_reads_database_from_path_or_parameter() -> None:
+    from metaxy_sql.executors.clickhouse import parse_url
+
+    server = parse_url("clickhouses://bob:p%40ss@ch.example:9443/prod")
+    assert (server.database, server.client_args["password"], server.client_args["port"],
+            server.client_args["secure"]) == ("prod", "p@ss", 9443, True)
+    assert server.masked_url == "clickhouses://bob:***@ch.example:9443/prod"
+    assert parse_url("clickhouse://ch.example").client_args["port"] == 8123
+    assert parse_url("chdb:///data/mx?database=feat").database == "feat"
+    assert parse_url("chdb://memory/feat").database == "feat"
+
+
+def test_databases_on_one_chdb_path_are_separate_stores() -> None:
+    rows = samples({"v1": {"audio": "a", "frames": "f"}})
+    with mx.connect(ch_engine.fresh_url("sep_a"), graph=seed.graph) as a, \
+            mx.connect(ch_engine.fresh_url("sep_b"), graph=seed.graph) as b:
+        a.write("video/full", rows)
+        assert a.count("video/full") == 1
+        assert b.count("video/full") == 0
+        assert b.executor.tables() == set()
+
+
+def test_another_chdb_path_while_one_is_open_says_why() -> None:
+    with mx.connect(ch_engine.fresh_url("path_a"), graph=seed.graph), \
+            pytest.raises(mx.StoreConnectionError, match="one data path per process"):
+        mx.connect("chdb://memory", graph=seed.graph)
+
+
+def test_failed_statement_carries_sql_and_engine(make_store: Any, engine: str) -> None:
+    if engine != "clickhouse":
+        pytest.skip("ClickHouse error translation")
+    store = make_store(seed.graph)
+    with pytest.raises(mx.ExecutionError) as info:
+        store.executor.fetch('SELECT * FROM "no_such_table"')
+    assert info.value.engine == "clickhouse"
+    assert info.value.sql == 'SELECT * FROM "no_such_table"'
+    assert "UNKNOWN_TABLE" in info.value.reason
+
+
+def test_read_shapes_match_duckdb(make_store: Any, engine: str) -> None:
+    """Per-field maps come back as map<string, string> and text as string, on both engines."""
+    store = make_store(seed.graph)
+    store.write("video/full", samples({"v1": {"audio": "a", "frames": "f"}}))
+    schema = store.read("video/full").schema
+    for name in ("metaxy_provenance_by_field", "metaxy_data_version_by_field"):
+        typ = schema.field(name).type
+        assert pa.types.is_map(typ), typ
+        assert (typ.key_type, typ.item_type) == (pa.string(), pa.string())
+    for name in ("sample_uid", "metaxy_provenance", "metaxy_feature_version"):
+        assert schema.field(name).type == pa.string()
+
+
+def test_history_survives_merges_and_partial_data_versions(make_store: Any,
+                                                           engine: str) -> None:
+    """Plain MergeTree keeps every version even after OPTIMIZE FINAL; a data-version struct
+    with a null field falls back to the provenance for that field."""
+    if engine != "clickhouse":
+        pytest.skip("MergeTree merges")
+    store = make_store(seed.graph)
+    store.write("video/full", samples({"v1": {"audio": "a", "frames": "f"}}))
+    by_field = pa.struct([("audio", pa.string()), ("frames", pa.string())])
+    store.write("video/full", pa.table({
+        "sample_uid": ["v1"],
+        "metaxy_provenance_by_field": pa.array([{"audio": "a2", "frames": "f"}], by_field),
+        "metaxy_data_version_by_field": pa.array([{"audio": "A", "frames": None}], by_field)}))
+    store.executor.execute('OPTIMIZE TABLE "video__full" FINAL')
+    assert store.read("video/full", history=True).num_rows == 2
+    latest = store.read("video/full").to_pylist()[0]
+    assert as_dict(latest["metaxy_provenance_by_field"]) == {"audio": "a2", "frames": "f"}
+    assert as_dict(latest["metaxy_data_version_by_field"]) == {"audio": "A", "frames": "f"}
+    engine_ddl = store.executor.fetch(
+        "SELECT engine, sorting_key FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'video__full'").to_pylist()
+    assert engine_ddl == [{"engine": "MergeTree", "sorting_key": "sample_uid"}]
