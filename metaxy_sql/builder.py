@@ -88,19 +88,21 @@ def latest_rows(
     """Latest row per id of a feature table, soft-deleted ids hidden.
 
     ``columns`` are the stored columns read; ``projections`` (default: those columns) are
-    computed from them. Ties on ``metaxy_created_at`` resolve deterministically: a tombstone
-    wins, then the greater data version.
+    computed from them. Where writes supersede (DuckDB, Postgres) the latest rows are those
+    not superseded; elsewhere the newest row per id in ``metaxy_created_at`` order wins, ties
+    resolved deterministically: a tombstone, then the greater data version.
     """
     d = dialect or Dialect()
+    outputs = list(projections) if projections is not None else [col(c) for c in columns]
+    live = exp.Not(this=col(names.DELETED))
+    if d.supersede_on_write:
+        return (exp.select(*[col(c) for c in ids], *outputs).from_(table_ref(table))
+                .where(exp.Not(this=col(names.SUPERSEDED))).where(live))
     order = [d.order_desc(col(c)) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)]
     inner, first = d.latest_per_id(table_ref(table), [col(c) for c in ids],
                                    [col(c) for c in (*ids, *columns, names.DELETED)], order)
-    outputs = list(projections) if projections is not None else [col(c) for c in columns]
     select = exp.select(*[col(c) for c in ids], *outputs).from_(inner.subquery(table, copy=False))
-    return (
-        (select.where(first) if first is not None else select)
-        .where(exp.Not(this=col(names.DELETED)))
-    )
+    return (select.where(first) if first is not None else select).where(live)
 
 
 # -- resolve ----------------------------------------------------------------------------------
@@ -335,6 +337,7 @@ def write_select(
         exp.alias_(lit(feature_version), names.FEATURE_VERSION, quoted=True),
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.false(), names.DELETED, quoted=True),
+        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
     ).from_(inner.subquery(staged, copy=False))
 
 
@@ -350,7 +353,17 @@ def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
         *[col(c) for c in id_columns],
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.true(), names.DELETED, quoted=True),
+        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
     ).from_(table_ref(staged)).distinct()
+
+
+def supersede(table: str, staged: str, id_columns: Sequence[str]) -> exp.Update:
+    """Mark the live rows of the ids in ``staged`` superseded (before appending their new rows)."""
+    sub = exp.select(exp.Literal.number(1)).from_(table_ref(staged)).where(
+        ids_equal(staged, table, id_columns))
+    return exp.update(
+        table_ref(table), {names.SUPERSEDED: exp.true()},
+        where=exp.and_(exp.Not(this=col(names.SUPERSEDED, table)), exp.Exists(this=sub)))
 
 
 def hard_delete(table: str, staged: str, id_columns: Sequence[str], *,

@@ -12,6 +12,7 @@ metaxy_data_version             text             hash of the data version map
 metaxy_feature_version          text             feature version of the definitions written
 metaxy_created_at               timestamp (UTC)  write time; latest row per id wins
 metaxy_deleted                  boolean          soft-delete tombstone
+metaxy_superseded               boolean          a later row of the same id exists
 ==============================  ===============  =============================================
 """
 
@@ -24,6 +25,7 @@ DATA_VERSION = "metaxy_data_version"
 FEATURE_VERSION = "metaxy_feature_version"
 CREATED_AT = "metaxy_created_at"
 DELETED = "metaxy_deleted"
+SUPERSEDED = "metaxy_superseded"
 #: Increment-only columns (never stored).
 STATUS = "metaxy_status"
 CHANGED_FIELDS = "metaxy_changed_fields"
@@ -37,6 +39,7 @@ SYSTEM_COLUMNS = (
     FEATURE_VERSION,
     CREATED_AT,
     DELETED,
+    SUPERSEDED,
 )
 INCREMENT_ONLY_COLUMNS = (STATUS, CHANGED_FIELDS)
 

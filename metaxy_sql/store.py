@@ -129,6 +129,7 @@ class Store:
         columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
         with self.executor.transaction(), self._staged(feature, table):
             self._ensure_table(feature, select, user_columns)
+            self._supersede(feature)
             self.executor.execute(d.render(builder.insert(names.table(feature), columns, select)))
         return int(table.num_rows)
 
@@ -150,8 +151,10 @@ class Store:
                 stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
                                                 spec.id_columns, dialect=d)
             else:
+                self._supersede(feature)
                 stmt = builder.insert(
-                    names.table(feature), [*spec.id_columns, names.CREATED_AT, names.DELETED],
+                    names.table(feature),
+                    [*spec.id_columns, names.CREATED_AT, names.DELETED, names.SUPERSEDED],
                     builder.tombstones_select(d, names.staged(feature), spec.id_columns,
                                               self._now()))
             self.executor.execute(d.render(stmt))
@@ -168,7 +171,8 @@ class Store:
             query = builder.read_history(table, spec.id_columns)
         else:
             columns = [c for c in self.executor.columns(table)
-                       if c not in spec.id_columns and c != names.DELETED]
+                       if c not in spec.id_columns and c not in (names.DELETED,
+                                                                  names.SUPERSEDED)]
             query = builder.read_latest(table, spec.id_columns, columns,
                                         dialect=self.executor.dialect)
         return self.executor.fetch(self.executor.dialect.render(query))
@@ -193,6 +197,18 @@ class Store:
                            self._missing_tables(feature))[0]
 
     # -- helpers ----------------------------------------------------------------------------
+    def _supersede(self, feature: str) -> None:
+        """Mark the live rows of the staged ids superseded (same transaction as the append)."""
+        d = self.executor.dialect
+        if not d.supersede_on_write:
+            return
+        table = names.table(feature)
+        lock = d.write_lock(table)
+        if lock is not None:
+            self.executor.execute(d.render(lock))
+        self.executor.execute(d.render(builder.supersede(
+            table, names.staged(feature), self.graph.spec(feature).id_columns)))
+
     def _require_by_field(self, table: pa.Table, feature: str) -> None:
         if names.PROVENANCE_BY_FIELD in table.column_names:
             return

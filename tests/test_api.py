@@ -175,3 +175,17 @@ def test_buffered_writer_raises_errors_to_caller(make_store: Any) -> None:
     time.sleep(0.5)
     with pytest.raises(mx.WriterError, match="lacks fields"):
         writer.put({"video/full": bad})
+
+
+def test_latest_state_has_one_live_row_per_id(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    for version in range(3):
+        store.write("video/full", samples({f"v{i}": {"audio": f"a{version}", "frames": "f"}
+                                           for i in range(4)}))
+        store.delete("video/full", [{"sample_uid": "v0"}])
+    latest = store.read("video/full")
+    assert sorted(latest.column("sample_uid").to_pylist()) == ["v1", "v2", "v3"]
+    assert {as_dict(m)["audio"] for m in latest.column("metaxy_provenance_by_field").to_pylist()
+            } == {"a2"}
+    history = store.read("video/full", history=True)
+    assert history.num_rows == 15  # 12 rows written + 3 tombstones, nothing rewritten away

@@ -124,8 +124,7 @@ def test_latest_row_index_is_created(pg_store: mx.Store) -> None:
         "SELECT indexdef FROM pg_indexes WHERE tablename = 'video__full' "
         "AND schemaname = current_schema()").to_pylist()
     assert [r["indexdef"].split(" USING ")[1] for r in index] == [
-        'btree (sample_uid, metaxy_created_at DESC, metaxy_deleted DESC, '
-        'metaxy_data_version DESC)']
+        "btree (sample_uid) WHERE (NOT metaxy_superseded)"]
 
 
 def test_schemas_keep_stores_apart(pg_store: mx.Store) -> None:

@@ -35,6 +35,10 @@ class Dialect:
     correlated_delete: bool = True
     #: Session settings the executor applies to every statement on this engine.
     session_settings: dict[str, str] = {}
+    #: True: a write marks the rows it replaces ``metaxy_superseded`` (an UPDATE in the same
+    #: transaction), so the latest state is a plain filter. False: the latest state is
+    #: chosen at read time by ``latest_per_id`` (engines where updates are expensive).
+    supersede_on_write: bool = True
     #: True: the increment is one FULL OUTER JOIN of expected and current; False: new and
     #: orphaned are anti-joins (NOT EXISTS) and stale an inner join, in a UNION ALL.
     increment_by_full_join: bool = False
@@ -110,6 +114,11 @@ class Dialect:
         select = exp.select(*columns, exp.alias_(window, ROW_NUMBER, quoted=True)).from_(source)
         return select, exp.EQ(this=exp.column(ROW_NUMBER, quoted=True),
                               expression=exp.Literal.number(1))
+
+    def write_lock(self, table: str) -> exp.Expr | None:
+        """A statement run first in a write transaction to serialize writers of ``table``
+        (superseding rows must see every row committed before it)."""
+        return None
 
     def statement_settings(self) -> list[exp.Expr]:
         """Settings the resolve statement carries in its own text (``SETTINGS k = v``)."""

@@ -34,6 +34,8 @@ class ClickHouseDialect(Dialect):
 
     # Mutations (lightweight DELETE included) reject correlated subqueries (NOT_IMPLEMENTED).
     correlated_delete = False
+    # UPDATE is a mutation rewriting whole parts: the latest row is chosen at read time.
+    supersede_on_write = False
     # CTEs are inlined and evaluated once per reference: one FULL JOIN reads expected and
     # current once, where NOT EXISTS x2 + a join evaluates each three times (3x slower at 1M).
     increment_by_full_join = True

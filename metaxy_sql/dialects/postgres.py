@@ -28,6 +28,13 @@ class PostgresDialect(Dialect):
     # full join reads expected and current once, where NOT EXISTS x2 + a join read them 3 times.
     increment_by_full_join = True
 
+    def write_lock(self, table: str) -> exp.Expr | None:
+        # Under READ COMMITTED a concurrent writer's UPDATE would not see rows another writer
+        # inserts meanwhile, leaving two live rows for one id: writers of a table take turns.
+        return exp.Command(this="LOCK", expression=exp.Var(
+            this=f"TABLE {exp.to_identifier(table, quoted=True).sql('postgres')} "
+            "IN SHARE ROW EXCLUSIVE MODE"))
+
     def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
         if algorithm == "md5":  # md5(text) is already lowercase hex of the text's bytes
             return call("md5", text)

@@ -232,12 +232,12 @@ class PostgresExecutor:
         ddl = exp.Create(kind="TABLE", this=table_ref(table), exists=True,
                          expression=select.limit(0))
         self.execute(self.dialect.render(ddl))
-        latest = [*id_columns, names.CREATED_AT, names.DELETED, names.DATA_VERSION]
-        order = [pgsql.SQL("{} DESC" if c in latest[len(id_columns):] else "{}").format(
-            pgsql.Identifier(c)) for c in latest]
-        self.execute(pgsql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+        # Latest state = rows not superseded: a partial index on the ids of those rows serves
+        # the supersede UPDATE of each write and the anti/full joins of resolve.
+        self.execute(pgsql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE NOT {}").format(
             pgsql.Identifier(_index_name(table)), pgsql.Identifier(table),
-            pgsql.SQL(", ").join(order)))
+            pgsql.SQL(", ").join(pgsql.Identifier(c) for c in id_columns),
+            pgsql.Identifier(names.SUPERSEDED)))
 
     # -- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager

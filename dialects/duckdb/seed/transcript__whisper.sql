@@ -6,19 +6,9 @@ WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
     "metaxy_data_version_by_field"['audio'] AS "metaxy_data_version__audio"
-  FROM (
-    SELECT
-      "sample_uid",
-      "metaxy_data_version_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
-    FROM "video__full"
-  ) AS "video__full"
+  FROM "video__full"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__video__full"."sample_uid",
@@ -37,19 +27,9 @@ WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
     "metaxy_provenance_by_field"['text'] AS "metaxy_provenance__text"
-  FROM (
-    SELECT
-      "sample_uid",
-      "metaxy_provenance_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
-    FROM "transcript__whisper"
-  ) AS "transcript__whisper"
+  FROM "transcript__whisper"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     'new' AS "metaxy_status",

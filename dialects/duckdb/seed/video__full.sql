@@ -20,19 +20,9 @@ WITH "upstream__video__full" AS (
     "sample_uid",
     "metaxy_provenance_by_field"['audio'] AS "metaxy_provenance__audio",
     "metaxy_provenance_by_field"['frames'] AS "metaxy_provenance__frames"
-  FROM (
-    SELECT
-      "sample_uid",
-      "metaxy_provenance_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
-    FROM "video__full"
-  ) AS "video__full"
+  FROM "video__full"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     'new' AS "metaxy_status",

@@ -6,36 +6,16 @@ WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
     "metaxy_data_version_by_field"['text'] AS "metaxy_data_version__text"
-  FROM (
-    SELECT
-      "sample_uid",
-      "metaxy_data_version_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
-    FROM "transcript__whisper"
-  ) AS "transcript__whisper"
+  FROM "transcript__whisper"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__face_crop" AS (
   SELECT
     "sample_uid",
     "metaxy_data_version_by_field"['frames'] AS "metaxy_data_version__frames"
-  FROM (
-    SELECT
-      "sample_uid",
-      "metaxy_data_version_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
-    FROM "video__face_crop"
-  ) AS "video__face_crop"
+  FROM "video__face_crop"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__transcript__whisper"."sample_uid",
@@ -59,19 +39,9 @@ WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
     "metaxy_provenance_by_field"['clip'] AS "metaxy_provenance__clip"
-  FROM (
-    SELECT
-      "sample_uid",
-      "metaxy_provenance_by_field",
-      "metaxy_deleted",
-      ROW_NUMBER() OVER (
-        PARTITION BY "sample_uid"
-        ORDER BY "metaxy_created_at" DESC, "metaxy_deleted" DESC, "metaxy_data_version" DESC
-      ) AS "metaxy_row_number"
-    FROM "video__talking_head"
-  ) AS "video__talking_head"
+  FROM "video__talking_head"
   WHERE
-    "metaxy_row_number" = 1 AND NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     'new' AS "metaxy_status",

@@ -6,20 +6,9 @@ WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
     "metaxy_data_version_by_field" ->> 'audio' AS "metaxy_data_version__audio"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_data_version_by_field",
-      "metaxy_deleted"
-    FROM "video__full"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "video__full"
+  FROM "video__full"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__video__full"."sample_uid",
@@ -40,20 +29,9 @@ WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
     "metaxy_provenance_by_field" ->> 'text' AS "metaxy_provenance__text"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_provenance_by_field",
-      "metaxy_deleted"
-    FROM "transcript__whisper"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "transcript__whisper"
+  FROM "transcript__whisper"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

@@ -6,20 +6,9 @@ WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
     "metaxy_data_version_by_field" ->> 'frames' AS "metaxy_data_version__frames"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_data_version_by_field",
-      "metaxy_deleted"
-    FROM "video__full"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "video__full"
+  FROM "video__full"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__video__full"."sample_uid",
@@ -40,20 +29,9 @@ WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
     "metaxy_provenance_by_field" ->> 'frames' AS "metaxy_provenance__frames"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_provenance_by_field",
-      "metaxy_deleted"
-    FROM "video__face_crop"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "video__face_crop"
+  FROM "video__face_crop"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

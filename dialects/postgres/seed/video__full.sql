@@ -20,20 +20,9 @@ WITH "upstream__video__full" AS (
     "sample_uid",
     "metaxy_provenance_by_field" ->> 'audio' AS "metaxy_provenance__audio",
     "metaxy_provenance_by_field" ->> 'frames' AS "metaxy_provenance__frames"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_provenance_by_field",
-      "metaxy_deleted"
-    FROM "video__full"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "video__full"
+  FROM "video__full"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

@@ -6,38 +6,16 @@ WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
     "metaxy_data_version_by_field" ->> 'text' AS "metaxy_data_version__text"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_data_version_by_field",
-      "metaxy_deleted"
-    FROM "transcript__whisper"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "transcript__whisper"
+  FROM "transcript__whisper"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__face_crop" AS (
   SELECT
     "sample_uid",
     "metaxy_data_version_by_field" ->> 'frames' AS "metaxy_data_version__frames"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_data_version_by_field",
-      "metaxy_deleted"
-    FROM "video__face_crop"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "video__face_crop"
+  FROM "video__face_crop"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__transcript__whisper"."sample_uid",
@@ -63,20 +41,9 @@ WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
     "metaxy_provenance_by_field" ->> 'clip' AS "metaxy_provenance__clip"
-  FROM (
-    SELECT DISTINCT ON ("sample_uid")
-      "sample_uid",
-      "metaxy_provenance_by_field",
-      "metaxy_deleted"
-    FROM "video__talking_head"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-  ) AS "video__talking_head"
+  FROM "video__talking_head"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE
