@@ -176,12 +176,6 @@ def _differs(f: str) -> exp.Expr:
     return exp.or_(exp.NEQ(this=e, expression=c.copy()), exp.Is(this=c, expression=exp.Null()))
 
 
-def _not_exists(outer: str, inner: str, ids: Sequence[str]) -> exp.Expr:
-    sub = exp.select(exp.Literal.number(1)).from_(table_ref(inner)).where(
-        ids_equal(inner, outer, ids))
-    return exp.Not(this=exp.Exists(this=sub))
-
-
 def _increment_full_join(d: Dialect, plan: FeaturePlan) -> exp.Select:
     """The increment as one FULL OUTER JOIN: an id missing on the current side is new, on the
     expected side orphaned; matched ids with a differing field are stale."""
@@ -215,38 +209,6 @@ def _increment_full_join(d: Dialect, plan: FeaturePlan) -> exp.Select:
     ).where(exp.or_(no_current.copy(), no_expected.copy(), *[_differs(f) for f in fields]))
 
 
-def _increment_cte(d: Dialect, plan: FeaturePlan) -> exp.Expr:
-    if d.increment_by_full_join:
-        return _increment_full_join(d, plan)
-    ids, fields = plan.id_columns, plan.field_keys
-    empty = exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
-
-    def branch(status: str, source: str, changed: exp.Expr) -> exp.Select:
-        return exp.select(
-            exp.alias_(lit(status), names.STATUS, quoted=True),
-            *[col(c, source) for c in ids],
-            *[col(names.provenance_column(f), source) for f in fields],
-            exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
-        ).from_(table_ref(source))
-
-    new = branch(names.STATUS_NEW, names.EXPECTED, empty).where(
-        _not_exists(names.EXPECTED, names.CURRENT, ids))
-    changed = exp.Cast(
-        this=d.non_null_array([
-            exp.Case(ifs=[exp.If(this=_differs(f), true=lit(f))]) for f in fields]),
-        to=d.type_(d.text_array_type),
-    )
-    stale = (
-        branch(names.STATUS_STALE, names.EXPECTED, changed)
-        .join(table_ref(names.CURRENT),
-              on=ids_equal(names.EXPECTED, names.CURRENT, ids), join_type="inner")
-        .where(exp.or_(*[_differs(f) for f in fields]))
-    )
-    orphaned = branch(names.STATUS_ORPHANED, names.CURRENT, empty.copy()).where(
-        _not_exists(names.CURRENT, names.EXPECTED, ids))
-    return exp.union(exp.union(new, stale, distinct=False), orphaned, distinct=False)
-
-
 def resolve_statement(
     d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm,
     missing: frozenset[str] = frozenset(),
@@ -272,7 +234,7 @@ def resolve_statement(
     ctes += [
         (names.EXPECTED, _expected_cte(d, plan, algorithm)),
         (names.CURRENT, _current_cte(d, plan, missing)),
-        (names.INCREMENT, _increment_cte(d, plan)),
+        (names.INCREMENT, _increment_full_join(d, plan)),
     ]
     for name, body in ctes:
         select = select.with_(exp.to_identifier(name, quoted=True), as_=body, copy=False)

@@ -39,9 +39,6 @@ class Dialect:
     #: transaction), so the latest state is a plain filter. False: the latest state is
     #: chosen at read time by ``latest_per_id`` (engines where updates are expensive).
     supersede_on_write: bool = True
-    #: True: the increment is one FULL OUTER JOIN of expected and current; False: new and
-    #: orphaned are anti-joins (NOT EXISTS) and stale an inner join, in a UNION ALL.
-    increment_by_full_join: bool = False
 
     # -- types ------------------------------------------------------------------------------
     text_type = "TEXT"

@@ -36,9 +36,6 @@ class ClickHouseDialect(Dialect):
     correlated_delete = False
     # UPDATE is a mutation rewriting whole parts: the latest row is chosen at read time.
     supersede_on_write = False
-    # CTEs are inlined and evaluated once per reference: one FULL JOIN reads expected and
-    # current once, where NOT EXISTS x2 + a join evaluates each three times (3x slower at 1M).
-    increment_by_full_join = True
     session_settings = {
         # The default DELETE is a background mutation that cannot see the session's temporary
         # (staged) tables; patch-part deletes run in the session, synchronously (25.7+):

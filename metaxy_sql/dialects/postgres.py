@@ -24,9 +24,6 @@ class PostgresDialect(Dialect):
 
     map_type = "JSONB"
     timestamp_type = "TIMESTAMP"
-    # A CTE used more than once is materialized (no indexes, spilled at work_mem): one hash
-    # full join reads expected and current once, where NOT EXISTS x2 + a join read them 3 times.
-    increment_by_full_join = True
 
     def write_lock(self, table: str) -> exp.Expr | None:
         # Under READ COMMITTED a concurrent writer's UPDATE would not see rows another writer

@@ -32,54 +32,42 @@ WITH "upstream__video__full" AS (
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
-    'new' AS "metaxy_status",
-    "expected"."sample_uid",
-    "expected"."metaxy_provenance__frames",
-    CAST([] AS TEXT[]) AS "metaxy_changed_fields"
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__frames"
+      ELSE "expected"."metaxy_provenance__frames"
+    END AS "metaxy_provenance__frames",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS TEXT[])
+      ELSE CAST(LIST_FILTER(
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+            OR "current"."metaxy_provenance__frames" IS NULL
+            THEN 'frames'
+          END
+        ],
+        LAMBDA "x" : NOT "x" IS NULL
+      ) AS TEXT[])
+    END AS "metaxy_changed_fields"
   FROM "expected"
-  WHERE
-    NOT EXISTS(
-      SELECT
-        1
-      FROM "current"
-      WHERE
-        "current"."sample_uid" = "expected"."sample_uid"
-    )
-  UNION ALL
-  SELECT
-    'stale' AS "metaxy_status",
-    "expected"."sample_uid",
-    "expected"."metaxy_provenance__frames",
-    CAST(LIST_FILTER(
-      [
-        CASE
-          WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
-          OR "current"."metaxy_provenance__frames" IS NULL
-          THEN 'frames'
-        END
-      ],
-      LAMBDA "x" : NOT "x" IS NULL
-    ) AS TEXT[]) AS "metaxy_changed_fields"
-  FROM "expected"
-  INNER JOIN "current"
+  FULL OUTER JOIN "current"
     ON "expected"."sample_uid" = "current"."sample_uid"
   WHERE
-    "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
-    OR "current"."metaxy_provenance__frames" IS NULL
-  UNION ALL
-  SELECT
-    'orphaned' AS "metaxy_status",
-    "current"."sample_uid",
-    "current"."metaxy_provenance__frames",
-    CAST([] AS TEXT[]) AS "metaxy_changed_fields"
-  FROM "current"
-  WHERE
-    NOT EXISTS(
-      SELECT
-        1
-      FROM "expected"
-      WHERE
-        "expected"."sample_uid" = "current"."sample_uid"
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+      OR "current"."metaxy_provenance__frames" IS NULL
     )
 )
 SELECT

@@ -44,54 +44,42 @@ WITH "upstream__transcript__whisper" AS (
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
-    'new' AS "metaxy_status",
-    "expected"."sample_uid",
-    "expected"."metaxy_provenance__clip",
-    CAST([] AS TEXT[]) AS "metaxy_changed_fields"
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__clip"
+      ELSE "expected"."metaxy_provenance__clip"
+    END AS "metaxy_provenance__clip",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS TEXT[])
+      ELSE CAST(LIST_FILTER(
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__clip" <> "current"."metaxy_provenance__clip"
+            OR "current"."metaxy_provenance__clip" IS NULL
+            THEN 'clip'
+          END
+        ],
+        LAMBDA "x" : NOT "x" IS NULL
+      ) AS TEXT[])
+    END AS "metaxy_changed_fields"
   FROM "expected"
-  WHERE
-    NOT EXISTS(
-      SELECT
-        1
-      FROM "current"
-      WHERE
-        "current"."sample_uid" = "expected"."sample_uid"
-    )
-  UNION ALL
-  SELECT
-    'stale' AS "metaxy_status",
-    "expected"."sample_uid",
-    "expected"."metaxy_provenance__clip",
-    CAST(LIST_FILTER(
-      [
-        CASE
-          WHEN "expected"."metaxy_provenance__clip" <> "current"."metaxy_provenance__clip"
-          OR "current"."metaxy_provenance__clip" IS NULL
-          THEN 'clip'
-        END
-      ],
-      LAMBDA "x" : NOT "x" IS NULL
-    ) AS TEXT[]) AS "metaxy_changed_fields"
-  FROM "expected"
-  INNER JOIN "current"
+  FULL OUTER JOIN "current"
     ON "expected"."sample_uid" = "current"."sample_uid"
   WHERE
-    "expected"."metaxy_provenance__clip" <> "current"."metaxy_provenance__clip"
-    OR "current"."metaxy_provenance__clip" IS NULL
-  UNION ALL
-  SELECT
-    'orphaned' AS "metaxy_status",
-    "current"."sample_uid",
-    "current"."metaxy_provenance__clip",
-    CAST([] AS TEXT[]) AS "metaxy_changed_fields"
-  FROM "current"
-  WHERE
-    NOT EXISTS(
-      SELECT
-        1
-      FROM "expected"
-      WHERE
-        "expected"."sample_uid" = "current"."sample_uid"
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__clip" <> "current"."metaxy_provenance__clip"
+      OR "current"."metaxy_provenance__clip" IS NULL
     )
 )
 SELECT
