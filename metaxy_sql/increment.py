@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from metaxy_sql import builder, names
@@ -17,11 +18,27 @@ if TYPE_CHECKING:
 
 @dataclass
 class IncrementPart:
-    """One category of an increment. Nothing is fetched until asked."""
+    """One category of an increment. Nothing is fetched until asked.
+
+    ``fetched`` counts the rows handed out so far (``to_arrow``/``iter_batches``), and
+    ``fetched_changed_fields`` tallies, among them, the stale samples per changed field: what
+    a step actually processed, still known after its writes made the increment empty.
+    """
 
     status: str
     query: exp.Select
     _executor: Executor = field(repr=False)
+    fetched: int = 0
+    fetched_changed_fields: dict[str, int] = field(default_factory=dict)
+
+    def _track(self, data: pa.Table | pa.RecordBatch) -> None:
+        self.fetched += data.num_rows
+        if names.CHANGED_FIELDS in data.schema.names and data.num_rows:
+            flat = pc.list_flatten(data.column(names.CHANGED_FIELDS))
+            for item in pc.value_counts(flat).to_pylist():
+                key = str(item["values"])
+                self.fetched_changed_fields[key] = (
+                    self.fetched_changed_fields.get(key, 0) + int(item["counts"]))
 
     @property
     def sql(self) -> str:
@@ -35,11 +52,15 @@ class IncrementPart:
 
     def to_arrow(self) -> pa.Table:
         """All rows of this category as one Arrow table."""
-        return self._executor.fetch(self.sql)
+        table = self._executor.fetch(self.sql)
+        self._track(table)
+        return table
 
     def iter_batches(self, batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
         """Rows of this category as a stream of Arrow record batches."""
-        return self._executor.batches(self.sql, batch_size)
+        for batch in self._executor.batches(self.sql, batch_size):
+            self._track(batch)
+            yield batch
 
     def to_pylist(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = self.to_arrow().to_pylist()

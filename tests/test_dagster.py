@@ -208,3 +208,32 @@ def test_core_never_imports_dagster() -> None:
     code = ("import sys, metaxy_sql, metaxy_sql.cli, metaxy_sql.writer; "
             "sys.exit('dagster' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
+
+
+def test_issue_contract_materialize_result_of_the_increment(tmp_path: Any) -> None:
+    """The usage contract as written: process the increment, return materialize_result(inc)."""
+    from metaxy_sql.ext.dagster import materialize_result
+
+    url = f"duckdb:///{tmp_path / 'meta.db'}"
+    with mx.connect(url, graph=seed.graph) as s:
+        root = s.resolve_update(V, samples=[
+            {"sample_uid": f"v{i}", "metaxy_provenance_by_field": {"audio": "a", "frames": "f"}}
+            for i in range(7)])
+        s.write(V, root.new)
+
+    @metaxify(graph=seed.graph)
+    @dg.asset(metadata={"metaxy/feature": C})
+    def face_crop(context, store: MetaxyStoreResource):  # type: ignore[no-untyped-def]
+        with store.open() as s:
+            inc = s.resolve_update(C)
+            with mx.BufferedMetadataWriter(s) as writer:
+                for batch in inc.new.iter_batches(3):
+                    writer.put({C: batch})
+        return materialize_result(inc)
+
+    result = dg.materialize([face_crop], resources={
+        "store": MetaxyStoreResource(url=url, entrypoints=[SEED])}, selection=[face_crop])
+    meta = {k: v.value for k, v in
+            result.get_asset_materialization_events()[0].materialization.metadata.items()}
+    assert (meta["metaxy/new"], meta["metaxy/stale"], meta["metaxy/orphaned"]) == (7, 0, 0)
+    assert "-- metaxy-sql resolve: video/face_crop" in meta["metaxy/resolve_sql"]

@@ -301,7 +301,14 @@ def increment_metadata(summary: IncrementSummary) -> dict[str, Any]:
     return metadata
 
 
-def materialize_result(summary: IncrementSummary, *,
+def processed(inc: Increment) -> IncrementSummary:
+    """What a step processed from ``inc``: the rows it fetched from each category (and, among
+    the stale ones, per changed field). Known after the writes, unlike the lazy counts."""
+    return IncrementSummary(inc.feature, inc.new.fetched, inc.stale.fetched,
+                            inc.orphaned.fetched, dict(inc.stale.fetched_changed_fields), inc.sql)
+
+
+def materialize_result(summary: IncrementSummary | Increment, *,
                        rows_written: int | Mapping[str, int] | None = None,
                        rows_deleted: int | None = None, row_count: int | None = None,
                        asset_key: dg.AssetKey | None = None,
@@ -309,16 +316,20 @@ def materialize_result(summary: IncrementSummary, *,
     """A ``MaterializeResult`` recording what the step processed.
 
     Args:
-        summary: from :func:`summarize`, taken before processing.
+        summary: the increment the step processed (its counts are the rows fetched from
+            each category, see :func:`processed`), or :func:`summarize`, taken before
+            processing (counts in the engine, whether fetched or not).
         rows_written: rows written, or ``BufferedMetadataWriter.rows_written``.
         rows_deleted: orphaned samples deleted.
         row_count: live samples after the step (``store.count(feature)``).
         asset_key: required in a multi-asset.
         metadata: extra entries.
     """
+    if isinstance(summary, Increment):
+        summary = processed(summary)
     if not isinstance(summary, IncrementSummary):
-        raise TypeError("materialize_result takes summarize(store, inc), taken before "
-                        "processing: a lazy increment read after the writes is empty")
+        raise TypeError("materialize_result takes the increment the step processed, or "
+                        "summarize(store, inc) taken before processing")
     out = increment_metadata(summary)
     if isinstance(rows_written, Mapping):
         rows_written = rows_written.get(summary.feature, 0)
