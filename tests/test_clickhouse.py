@@ -76,11 +76,9 @@ def test_another_chdb_path_while_one_is_open_says_why() -> None:
         mx.connect("chdb://memory", graph=seed.graph)
 
 
-def test_failed_statement_carries_sql_and_engine(make_store: Any, engine: str) -> None:
-    if engine != "clickhouse":
-        pytest.skip("ClickHouse error translation")
-    store = make_store(seed.graph)
-    with pytest.raises(mx.ExecutionError) as info:
+def test_failed_statement_carries_sql_and_engine() -> None:
+    with mx.connect(ch_engine.fresh_url("errors"), graph=seed.graph) as store, \
+            pytest.raises(mx.ExecutionError) as info:
         store.executor.fetch('SELECT * FROM "no_such_table"')
     assert info.value.engine == "clickhouse"
     assert info.value.sql == 'SELECT * FROM "no_such_table"'
@@ -100,13 +98,14 @@ def test_read_shapes_match_duckdb(make_store: Any, engine: str) -> None:
         assert schema.field(name).type == pa.string()
 
 
-def test_history_survives_merges_and_partial_data_versions(make_store: Any,
-                                                           engine: str) -> None:
+def test_history_survives_merges_and_partial_data_versions() -> None:
     """Plain MergeTree keeps every version even after OPTIMIZE FINAL; a data-version struct
     with a null field falls back to the provenance for that field."""
-    if engine != "clickhouse":
-        pytest.skip("MergeTree merges")
-    store = make_store(seed.graph)
+    with mx.connect(ch_engine.fresh_url("merges"), graph=seed.graph) as store:
+        _merges_keep_history(store)
+
+
+def _merges_keep_history(store: mx.Store) -> None:
     store.write("video/full", samples({"v1": {"audio": "a", "frames": "f"}}))
     by_field = pa.struct([("audio", pa.string()), ("frames", pa.string())])
     store.write("video/full", pa.table({
