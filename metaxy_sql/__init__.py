@@ -1,6 +1,16 @@
 """metaxy-sql: sample-level, field-level data versioning compiled to SQL."""
 
-from metaxy_sql.definitions import BaseFeature, FeatureDep, FeatureSpec, FieldDep, FieldSpec
+from metaxy_sql.definitions import (
+    BaseFeature,
+    FeatureDep,
+    FeatureSpec,
+    FieldDep,
+    FieldSpec,
+    Lineage,
+    aggregation,
+    expansion,
+    identity,
+)
 from metaxy_sql.errors import (
     ConfigError,
     DataError,
@@ -24,10 +34,14 @@ __all__ = [
     "FeatureSpec",
     "FieldDep",
     "FieldSpec",
+    "Lineage",
     "MetaxySqlError",
     "StoreConnectionError",
     "UnknownFeatureError",
     "UnsupportedByDialectError",
+    "aggregation",
+    "expansion",
+    "identity",
 ]
 
 from metaxy_sql.increment import Increment, IncrementPart

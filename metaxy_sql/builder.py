@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
-from metaxy_sql import hashing, names
+from metaxy_sql import filters, hashing, names
 from metaxy_sql.dialects.base import Dialect, lit
 from metaxy_sql.hashing import HashAlgorithm
 from metaxy_sql.planner import FeaturePlan, FieldPlan, UpstreamPlan
@@ -99,18 +99,23 @@ def latest_rows(
         return (exp.select(*[col(c) for c in ids], *outputs).from_(table_ref(table))
                 .where(exp.Not(this=col(names.SUPERSEDED))).where(live))
     order = [d.order_desc(col(c)) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)]
+    # Projections are computed before picking the latest row: the sort or window then carries
+    # a few strings per row instead of whole per-field maps.
     inner, first = d.latest_per_id(table_ref(table), [col(c) for c in ids],
-                                   [col(c) for c in (*ids, *columns, names.DELETED)], order)
-    select = exp.select(*[col(c) for c in ids], *outputs).from_(inner.subquery(table, copy=False))
+                                   [*[col(c) for c in ids], *outputs, col(names.DELETED)], order)
+    select = exp.select(*[col(c) for c in ids], *[col(o.alias_or_name) for o in outputs]).from_(
+        inner.subquery(table, copy=False))
     return (select.where(first) if first is not None else select).where(live)
 
 
 # -- resolve ----------------------------------------------------------------------------------
 def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
-           source: str | None) -> exp.Select:
-    """An empty relation standing in for a table never written (ids typed like ``source``)."""
+           source: str | None, source_ids: Sequence[str] | None = None) -> exp.Select:
+    """An empty relation standing in for a table never written (ids typed like ``source``;
+    ids the source lacks, i.e. not in ``source_ids``, are typed text)."""
+    from_source = set(ids if source_ids is None else source_ids) if source else set()
     id_cols: list[exp.Expr] = [
-        col(c) if source else exp.alias_(d.typed_null(d.text_type), c, quoted=True)
+        col(c) if c in from_source else exp.alias_(d.typed_null(d.text_type), c, quoted=True)
         for c in ids]
     select = exp.select(
         *id_cols,
@@ -119,25 +124,76 @@ def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
     return select.from_(table_ref(source)) if source else select
 
 
-def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan,
-                  missing: frozenset[str]) -> exp.Select:
+def _filters(u: UpstreamPlan) -> list[exp.Expr]:
+    where = f"feature dependency {u.feature!r}: filter"
+    return [filters.parse_filter(text, where) for text in u.filters]
+
+
+def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: frozenset[str],
+                  subset: exp.Expr | None = None,
+                  algorithm: HashAlgorithm = "sha256") -> exp.Select:
+    keys = u.keys or plan.id_columns
     if u.relation in missing:
         source = None if plan.table in missing else plan.table
-        return _empty(d, plan.id_columns, [names.data_version_column(f) for f in u.fields],
-                      source)
+        return _empty(d, keys, [*[names.data_version_column(f) for f in u.fields],
+                                *[t for _, t in u.carried]], source)
     if u.is_samples:
-        return exp.select(
+        select = exp.select(
             *[col(c) for c in plan.id_columns],
             *[exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
                          quoted=True) for f in u.fields],
         ).from_(table_ref(u.relation))
-    return latest_rows(u.relation, plan.id_columns, [names.DATA_VERSION_BY_FIELD], [
-        exp.alias_(d.map_get(col(names.DATA_VERSION_BY_FIELD), f), names.data_version_column(f),
-                   quoted=True) for f in u.fields], dialect=d)
+        return select.where(subset.copy()) if subset is not None else select
+    if u.lineage == "aggregation":
+        return _aggregated_cte(d, u, subset, algorithm)
+    preds = _filters(u)
+    ids = u.member_ids or keys
+    carried = [exp.alias_(col(c), t, quoted=True) for c, t in u.carried]
+    # Filters read the latest row's columns: they are projected so every latest-row strategy
+    # (a filter, or a subquery picking the first row) exposes them to the WHERE.
+    filtered = sorted({c for p in preds for c in filters.columns_of(p)} - set(ids)
+                      - {t for _, t in u.carried})
+    read = [names.DATA_VERSION_BY_FIELD, *sorted(set(filtered) | {c for c, _ in u.carried})]
+    select = latest_rows(u.relation, ids, read, [
+        *[exp.alias_(d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
+                     names.data_version_column(f), quoted=True) for f in u.fields],
+        *carried, *[col(c) for c in filtered]], dialect=d)
+    for p in [*preds, *([subset] if subset is not None else [])]:
+        select = select.where(p.copy())
+    return select
+
+
+def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
+                    algorithm: HashAlgorithm) -> exp.Select:
+    """One row per group: per upstream field, the digest of the group's member entries
+    (``hashing.group_data_version``), concatenated in an engine-independent order."""
+    preds = _filters(u)
+    filtered = sorted({c for p in preds for c in filters.columns_of(p)} - set(u.member_ids)
+                      - set(u.key_columns))
+    read = [names.DATA_VERSION_BY_FIELD, *sorted({*filtered, *u.key_columns})]
+    member = [token(d, d.int_to_text(col(c))) for c in u.member_ids]
+    entries = [
+        exp.alias_(concat([*[m.copy() for m in member],
+                           token(d, exp.paren(d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
+                                              copy=False))]),
+                   names.member_entry_column(f), quoted=True)
+        for f in u.fields]
+    members = latest_rows(u.relation, u.member_ids, read,
+                          [*[col(c) for c in (*u.key_columns, *filtered)], *entries],
+                          dialect=d)
+    for p in [*preds, *([subset] if subset is not None else [])]:
+        members = members.where(p.copy())
+    return exp.select(
+        *[col(c) for c in u.keys],
+        *[exp.alias_(d.digest(concat([lit(hashing.GROUP_TAG), d.ordered_concat(
+            col(names.member_entry_column(f)))]), algorithm),
+            names.data_version_column(f), quoted=True) for f in u.fields],
+    ).from_(members.subquery(names.MEMBERS, copy=False)).group_by(*[col(c) for c in u.keys])
 
 
 def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> exp.Select:
-    first = plan.upstreams[0]
+    first = next(u for u in plan.upstreams if not u.optional)
+    keys = first.keys or plan.id_columns
     if plan.is_root:
         return exp.select(
             *[col(c, first.cte) for c in plan.id_columns],
@@ -148,32 +204,40 @@ def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> ex
         for u in plan.upstreams for f in u.fields
     }
     select = exp.select(
-        *[col(c, first.cte) for c in plan.id_columns],
+        *[col(c, first.cte) for c in keys],
         *[
             exp.alias_(field_provenance_expr(d, f, value_of, algorithm),
                        names.provenance_column(f.key), quoted=True)
             for f in plan.fields
         ],
+        *[col(t, u.cte) for u in plan.upstreams for _, t in u.carried],
     ).from_(table_ref(first.cte))
-    for u in plan.upstreams[1:]:
-        select = select.join(table_ref(u.cte),
-                             on=ids_equal(first.cte, u.cte, plan.id_columns), join_type="inner")
+    for u in plan.upstreams:
+        if u is not first:
+            select = select.join(table_ref(u.cte), on=ids_equal(first.cte, u.cte, keys),
+                                 join_type="left" if u.optional else "inner")
     return select
 
 
-def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str]) -> exp.Select:
+def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str],
+                 subset: exp.Expr | None = None) -> exp.Select:
     if plan.table in missing:
         return _empty(d, plan.id_columns, [names.provenance_column(f) for f in plan.field_keys],
-                      names.EXPECTED)
-    return latest_rows(plan.table, plan.id_columns, [names.PROVENANCE_BY_FIELD], [
+                      names.EXPECTED, plan.grain or plan.id_columns)
+    select = latest_rows(plan.table, plan.id_columns, [names.PROVENANCE_BY_FIELD], [
         exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
                    quoted=True) for f in plan.field_keys], dialect=d)
+    return select.where(subset.copy()) if subset is not None else select
 
 
 def _differs(f: str) -> exp.Expr:
     e, c = col(names.provenance_column(f), names.EXPECTED), col(names.provenance_column(f),
                                                                 names.CURRENT)
     return exp.or_(exp.NEQ(this=e, expression=c.copy()), exp.Is(this=c, expression=exp.Null()))
+
+
+def _carried_side(plan: FeaturePlan) -> list[exp.Expr]:
+    return [exp.alias_(col(t, names.EXPECTED), t, quoted=True) for t in plan.carried]
 
 
 def _increment_full_join(d: Dialect, plan: FeaturePlan) -> exp.Select:
@@ -190,7 +254,7 @@ def _increment_full_join(d: Dialect, plan: FeaturePlan) -> exp.Select:
         return exp.Case(ifs=[exp.If(this=no_expected.copy(), true=col(name, names.CURRENT))],
                         default=col(name, names.EXPECTED))
 
-    empty = exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
+    empty = _empty_array(d)
     changed = exp.Case(
         ifs=[exp.If(this=exp.or_(no_current.copy(), no_expected.copy()), true=empty)],
         default=exp.Cast(this=d.non_null_array([
@@ -203,23 +267,78 @@ def _increment_full_join(d: Dialect, plan: FeaturePlan) -> exp.Select:
         *[exp.alias_(side(names.provenance_column(f)), names.provenance_column(f), quoted=True)
           for f in fields],
         exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
+        *_carried_side(plan),
     ).from_(table_ref(names.EXPECTED)).join(
         table_ref(names.CURRENT), on=ids_equal(names.EXPECTED, names.CURRENT, ids),
         join_type="full outer",
     ).where(exp.or_(no_current.copy(), no_expected.copy(), *[_differs(f) for f in fields]))
 
 
+def _empty_array(d: Dialect) -> exp.Expr:
+    return exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
+
+
+def _flag(condition: exp.Expr) -> exp.Expr:
+    """``MAX(CASE WHEN condition THEN 1 ELSE 0 END) = 1``: the condition holds for some row."""
+    return exp.EQ(this=exp.Max(this=exp.Case(ifs=[exp.If(this=condition, true=exp.Literal.number(
+        1))], default=exp.Literal.number(0))), expression=exp.Literal.number(1))
+
+
+def _increment_expansion(d: Dialect, plan: FeaturePlan) -> exp.Union:
+    """The increment of an expansion: new and stale at parent grain (a parent without children
+    is new; a parent with some child whose provenance differs is stale, naming the fields),
+    children whose parent is no longer expected orphaned at child grain."""
+    grain, fields = plan.grain, plan.field_keys
+    matched = exp.Count(this=col(grain[0], names.CURRENT))
+    childless = exp.EQ(this=matched, expression=exp.Literal.number(0))
+    group = [*[col(c, names.EXPECTED) for c in grain],
+             *[col(names.provenance_column(f), names.EXPECTED) for f in fields],
+             *[col(t, names.EXPECTED) for t in plan.carried]]
+    changed = exp.Case(ifs=[exp.If(this=childless.copy(), true=_empty_array(d))],
+                       default=exp.Cast(this=d.non_null_array([
+                           exp.Case(ifs=[exp.If(this=_flag(_differs(f)), true=lit(f))])
+                           for f in fields]), to=d.type_(d.text_array_type)))
+    parents = exp.select(
+        exp.alias_(exp.Case(ifs=[exp.If(this=childless, true=lit(names.STATUS_NEW))],
+                            default=lit(names.STATUS_STALE)), names.STATUS, quoted=True),
+        *[exp.alias_(col(c, names.EXPECTED) if c in grain else exp.Null(), c, quoted=True)
+          for c in plan.id_columns],
+        *[exp.alias_(col(names.provenance_column(f), names.EXPECTED),
+                     names.provenance_column(f), quoted=True) for f in fields],
+        exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
+        *_carried_side(plan),
+    ).from_(table_ref(names.EXPECTED)).join(
+        table_ref(names.CURRENT), on=ids_equal(names.EXPECTED, names.CURRENT, grain),
+        join_type="left").group_by(*group).having(
+        exp.or_(childless.copy(), *[_flag(_differs(f)) for f in fields]))
+    orphans = exp.select(
+        exp.alias_(lit(names.STATUS_ORPHANED), names.STATUS, quoted=True),
+        *[col(c, names.CURRENT) for c in plan.id_columns],
+        *[col(names.provenance_column(f), names.CURRENT) for f in fields],
+        exp.alias_(_empty_array(d), names.CHANGED_FIELDS, quoted=True),
+        *[exp.alias_(exp.Null(), t, quoted=True) for t in plan.carried],
+    ).from_(table_ref(names.CURRENT)).join(
+        table_ref(names.EXPECTED), on=ids_equal(names.CURRENT, names.EXPECTED, grain),
+        join_type="left").where(exp.Is(this=col(grain[0], names.EXPECTED), expression=exp.Null()))
+    return exp.union(parents, orphans, distinct=False)
+
+
 def resolve_statement(
     d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm,
-    missing: frozenset[str] = frozenset(),
+    missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
 ) -> exp.Select:
     """The one statement yielding the whole increment of ``plan.feature``.
 
     ``missing`` names feature tables never written: they read as empty relations.
+    ``subset`` (a checked predicate over ``plan.grain``, see :mod:`metaxy_sql.filters`)
+    restricts the resolve to those samples: it is pushed into every upstream and the current
+    state, so the result is the full increment filtered to the subset.
 
     Columns: ``metaxy_status`` (new/stale/orphaned), the id columns, the expected (for
     orphaned: stored) ``metaxy_provenance_by_field`` and ``metaxy_provenance``, and
-    ``metaxy_changed_fields`` (stale samples: the fields whose provenance changed).
+    ``metaxy_changed_fields`` (stale samples: the fields whose provenance changed), then the
+    carried upstream columns (new and stale rows). For an expansion, new and stale rows are
+    one per parent: the child-only id columns are NULL.
     """
     by_field = [(f, col(names.provenance_column(f))) for f in plan.field_keys]
     select = exp.select(
@@ -228,13 +347,15 @@ def resolve_statement(
         exp.alias_(d.map_build(by_field), names.PROVENANCE_BY_FIELD, quoted=True),
         exp.alias_(sample_digest_expr(d, by_field, algorithm), names.PROVENANCE, quoted=True),
         col(names.CHANGED_FIELDS),
+        *[col(t) for t in plan.carried],
     ).from_(table_ref(names.INCREMENT))
     ctes: list[tuple[str, exp.Expr]] = [
-        (u.cte, _upstream_cte(d, plan, u, missing)) for u in plan.upstreams]
+        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm)) for u in plan.upstreams]
     ctes += [
         (names.EXPECTED, _expected_cte(d, plan, algorithm)),
-        (names.CURRENT, _current_cte(d, plan, missing)),
-        (names.INCREMENT, _increment_full_join(d, plan)),
+        (names.CURRENT, _current_cte(d, plan, missing, subset)),
+        (names.INCREMENT, _increment_expansion(d, plan) if plan.is_expansion
+         else _increment_full_join(d, plan)),
     ]
     for name, body in ctes:
         select = select.with_(exp.to_identifier(name, quoted=True), as_=body, copy=False)

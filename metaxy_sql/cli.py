@@ -120,9 +120,11 @@ def graph_cmd(obj: _Context, fmt: str) -> None:
 @click.option("--golden", type=click.Path(path_type=Path, file_okay=False),
               help="Write every feature's SQL for every dialect to "
                    "DIR/<dialect>/<example>/<feature>.sql (the reviewed golden files).")
+@click.option("--ddl", is_flag=True,
+              help="Print the CREATE VIEW of FEATURE's increment (what materialize runs).")
 @click.pass_obj
 def render(obj: _Context, feature: str | None, dialect: str, algorithm: str,
-           golden: Path | None) -> None:
+           golden: Path | None, ddl: bool) -> None:
     """Print the one resolve statement of FEATURE, exactly as the store runs it.
 
     \b
@@ -138,6 +140,13 @@ def render(obj: _Context, feature: str | None, dialect: str, algorithm: str,
         return
     if feature is None:
         raise click.UsageError("give a FEATURE (or --golden DIR)")
+    if ddl:
+        from metaxy_sql.materialize import increment_ddl_text, relation_ref
+
+        click.echo(increment_ddl_text(g, feature, get_dialect(dialect), algorithm,  # type: ignore[arg-type]
+                                      "view", relation_ref(names.increment_relation(feature))),
+                   nl=False)
+        return
     click.echo(resolve_sql(g, feature, get_dialect(dialect), algorithm)[0], nl=False)  # type: ignore[arg-type]
 
 
@@ -210,6 +219,16 @@ def demo(n: int, url: str) -> None:
 
     reset(url)
     run_demo(url, n, click.echo)
+
+
+def _register_warehouse_commands() -> None:
+    from metaxy_sql.cli_warehouse import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_warehouse_commands()
 
 
 def main() -> None:

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
@@ -56,6 +57,9 @@ class _Model(BaseModel):
                 for err in e.errors()
             )
             raise DefinitionError(f"{what} {key!r}: {problems}") from None
+        except DefinitionError as e:  # raised by nested validation (e.g. a filter)
+            what = type(self).__name__
+            raise DefinitionError(f"{what} {data.get('key', data.get('feature'))!r}: {e}") from None
 
 
 class FieldDep(_Model):
@@ -101,15 +105,124 @@ class FieldSpec(_Model):
         return str(v) if isinstance(v, int) else v
 
 
+LineageKind = Literal["identity", "expansion", "aggregation"]
+
+
+class Lineage(_Model):
+    """How samples of a feature relate to samples of one upstream feature.
+
+    ``identity`` (default): one child per parent, same id columns. ``expansion``: one parent
+    (keyed by ``on``, all of the parent's id columns) has many children. ``aggregation``: one
+    child per group of parents sharing ``on`` (the child's id columns).
+    """
+
+    kind: LineageKind = "identity"
+    on: tuple[str, ...] = ()
+
+    @field_validator("on")
+    @classmethod
+    def _on(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"on={list(v)} repeats a column")
+        for c in v:
+            check_column("lineage column", c)
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Lineage:
+        if self.kind != "identity" and not self.on:
+            raise ValueError(f"{self.kind} lineage needs on=[...] naming at least one column")
+        if self.kind == "identity" and self.on:
+            raise ValueError("identity lineage takes no on=; use expansion or aggregation")
+        return self
+
+
+def identity() -> Lineage:
+    """One-to-one lineage (the default): child and parent share their id columns."""
+    return Lineage()
+
+
+def expansion(on: Sequence[str]) -> Lineage:
+    """One-to-many lineage: each parent (all its id columns, ``on``) has many children.
+
+    >>> expansion(on=["sample_uid"]).on
+    ('sample_uid',)
+    """
+    return Lineage(kind="expansion", on=tuple(on))
+
+
+def aggregation(on: Sequence[str]) -> Lineage:
+    """Many-to-one lineage: one child per group of parents sharing ``on`` (the child's ids).
+
+    >>> aggregation(on=["speaker_id"]).kind
+    'aggregation'
+    """
+    return Lineage(kind="aggregation", on=tuple(on))
+
+
 class FeatureDep(_Model):
-    """Dependency on an upstream feature (long form of a string dep)."""
+    """Dependency on an upstream feature (long form of a string dep).
+
+    Args:
+        feature: upstream feature key.
+        lineage: :func:`identity` (default), :func:`expansion` or :func:`aggregation`.
+        optional: left join: a sample without this parent is still expected; the absent
+            parent's fields hash as the absent marker, and its later arrival makes it stale.
+        filters: boolean SQL predicates over the parent's columns (portable syntax; parsed and
+            validated, never pasted): only parent samples matching all of them are read.
+        columns: parent user columns carried into the increment's new and stale rows.
+        rename: ``{parent column: name in the increment}`` for carried columns.
+    """
 
     feature: str
+    lineage: Lineage = Lineage()
+    optional: bool = False
+    filters: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    rename: dict[str, str] = {}
 
     @field_validator("feature")
     @classmethod
     def _feature(cls, v: str) -> str:
         return check_key("feature", v)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"columns={list(v)} repeats a column")
+        for c in v:
+            check_column("column", c)
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureDep:
+        from metaxy_sql.filters import parse_filter
+
+        for text in self.filters:
+            parse_filter(text, f"the filter of dependency {self.feature!r}")
+        for source, target in self.rename.items():
+            check_column("renamed column", source)
+            check_column("rename target", target)
+            if source not in self.columns:
+                raise ValueError(f"rename {source!r} -> {target!r}: {source!r} is not among "
+                                 f"columns={list(self.columns)}; add it there")
+        targets = [self.rename.get(c, c) for c in self.columns]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"rename {self.rename} makes two carried columns share a name")
+        if self.optional and self.lineage.kind != "identity":
+            raise ValueError(f"an optional dependency must be one-to-one, not "
+                             f"{self.lineage.kind}; drop optional=True or the lineage")
+        return self
+
+    def carried(self) -> tuple[tuple[str, str], ...]:
+        """``(parent column, name in the increment)`` of each carried column."""
+        return tuple((c, self.rename.get(c, c)) for c in self.columns)
 
 
 def _default_fields() -> tuple[FieldSpec, ...]:

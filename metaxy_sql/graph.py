@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
-from metaxy_sql import hashing, names
-from metaxy_sql.definitions import BaseFeature, FeatureSpec
+from metaxy_sql import filters, hashing, names
+from metaxy_sql.definitions import SYSTEM_PREFIX, BaseFeature, FeatureDep, FeatureSpec
 from metaxy_sql.errors import DefinitionError, UnknownFeatureError
+from metaxy_sql.names import SYSTEM_COLUMNS
 
 FieldRef = tuple[str, str]
 
@@ -139,12 +140,119 @@ class FeatureGraph:
                     raise DefinitionError(
                         f"feature {spec.key!r} depends on {dep.feature!r}, which is not in the "
                         f"graph; add its spec to the FeatureGraph or fix the key")
-                parent = self._specs[dep.feature]
-                if tuple(parent.id_columns) != tuple(spec.id_columns):
+                self._check_lineage(spec, dep)
+                self._check_dep_columns(spec, dep)
+            self._check_grain(spec)
+
+    def _check_lineage(self, spec: FeatureSpec, dep: FeatureDep) -> None:
+        parent = self._specs[dep.feature]
+        ids, pids, on = list(spec.id_columns), list(parent.id_columns), list(dep.lineage.on)
+        where = f"feature {spec.key!r}, dependency {dep.feature!r}"
+        if dep.lineage.kind == "identity":
+            if pids != ids:
+                raise DefinitionError(
+                    f"feature {spec.key!r} has id_columns {ids} but its dependency "
+                    f"{dep.feature!r} has {pids}; one-to-one dependencies need the same id "
+                    "columns (for one-to-many use "
+                    "lineage=mx.expansion(on=[parent ids]), for many-to-one "
+                    "lineage=mx.aggregation(on=[child ids]))")
+        elif dep.lineage.kind == "expansion":
+            missing = [c for c in on if c not in pids]
+            if missing or set(on) != set(pids):
+                raise DefinitionError(
+                    f"{where}: expansion on={on} must name exactly the parent's id columns "
+                    f"{pids} ({missing or 'some'} missing from the parent ids); use "
+                    f"mx.expansion(on={pids})")
+            if not set(on) < set(ids):
+                raise DefinitionError(
+                    f"{where}: expansion on={on} must be a strict subset of the child's "
+                    f"id_columns {ids}; add the parent ids and a child key (e.g. 'chunk_id') to "
+                    "id_columns")
+        else:
+            upstream = [*pids, *self.user_columns(dep.feature)]
+            missing = [c for c in on if c not in upstream]
+            if missing:
+                raise DefinitionError(
+                    f"{where}: aggregation keys {missing} are missing upstream (parent ids "
+                    f"{pids}, declared columns {sorted(self.user_columns(dep.feature))}); group "
+                    "on parent id columns or declare the key on a class-based parent")
+            if set(on) != set(ids):
+                raise DefinitionError(
+                    f"{where}: aggregation on={on} must equal the child's id_columns {ids} "
+                    "(one row per group); set id_columns to the group keys")
+            if set(on) == set(pids):
+                raise DefinitionError(
+                    f"{where}: aggregation on the parent's whole id {pids} is one-to-one; drop "
+                    "the lineage")
+
+    def _check_dep_columns(self, spec: FeatureSpec, dep: FeatureDep) -> None:
+        parent = self._specs[dep.feature]
+        where = f"feature {spec.key!r}, dependency {dep.feature!r}"
+        declared = self.user_columns(dep.feature)
+        if dep.columns and dep.lineage.kind == "aggregation":
+            raise DefinitionError(
+                f"{where}: columns= cannot be carried through an aggregation (many values per "
+                "group); drop columns= and read them from the parent table")
+        for source, target in dep.carried():
+            if source in parent.id_columns:
+                raise DefinitionError(
+                    f"{where}: column {source!r} is a parent id column; ids are not carried, "
+                    "drop it from columns=")
+            if target in spec.id_columns or target.lower().startswith(SYSTEM_PREFIX):
+                raise DefinitionError(
+                    f"{where}: carried column {source!r} -> {target!r} collides with an id or "
+                    f"system column of {spec.key!r}; rename it, e.g. rename={{{source!r}: "
+                    f"'{dep.feature.split('/')[-1]}_{source}'}}")
+            if declared and source not in declared:
+                raise DefinitionError(
+                    f"{where}: column {source!r} is not declared by {dep.feature!r} "
+                    f"({sorted(declared)}); fix columns=")
+        for text in dep.filters:
+            pred = filters.parse_filter(text, f"{where}: filter")
+            if declared:
+                filters.check_columns(pred, text, [*parent.id_columns, *declared],
+                                      f"{where}: filter", "filter on parent columns")
+
+    def _check_grain(self, spec: FeatureSpec) -> None:
+        if spec.deps and all(d.optional for d in spec.deps):
+            raise DefinitionError(
+                f"feature {spec.key!r}: every dependency is optional, so no sample would be "
+                "expected; make at least one dependency required")
+        expansions = {d.lineage.on for d in spec.deps if d.lineage.kind == "expansion"}
+        if expansions and (len(expansions) > 1 or any(
+                d.lineage.kind != "expansion" for d in spec.deps)):
+            raise DefinitionError(
+                f"feature {spec.key!r}: an expansion cannot be mixed with other lineages or "
+                "other expansion keys; split the feature or expand from one parent grain")
+        names_seen: dict[str, str] = {}
+        for dep in spec.deps:
+            for _, target in dep.carried():
+                if target in names_seen:
                     raise DefinitionError(
-                        f"feature {spec.key!r} has id_columns {list(spec.id_columns)} but its "
-                        f"dependency {dep.feature!r} has {list(parent.id_columns)}; one-to-one "
-                        f"dependencies need the same id columns")
+                        f"feature {spec.key!r}: carried column {target!r} comes from both "
+                        f"{names_seen[target]!r} and {dep.feature!r}; rename one of them")
+                names_seen[target] = dep.feature
+
+    def check_upstream_columns(self, key: str, columns_of: Callable[[str], Iterable[str]]
+                               ) -> None:
+        """Check filters and carried columns of ``key`` against the stored parent tables
+        (``columns_of(feature)``: its stored columns; empty when never written)."""
+        spec = self.spec(key)
+        for dep in spec.deps:
+            if not dep.filters and not dep.columns:
+                continue
+            stored = set(columns_of(dep.feature))
+            if not stored:
+                continue
+            where = f"feature {key!r}, dependency {dep.feature!r}"
+            for text in dep.filters:
+                filters.check_columns(filters.parse_filter(text, f"{where}: filter"), text,
+                                      stored - set(SYSTEM_COLUMNS), f"{where}: filter",
+                                      "filter on columns the parent stores")
+            missing = sorted(c for c, _ in dep.carried() if c not in stored)
+            if missing:
+                raise DefinitionError(f"{where}: columns {missing} are not stored by "
+                                      f"{dep.feature!r}; fix columns=")
 
     def _toposort(self) -> tuple[str, ...]:
         indegree = {k: len(s.deps) for k, s in self._specs.items()}

@@ -25,7 +25,7 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 HashAlgorithm = Literal["sha256", "md5"]
@@ -39,6 +39,7 @@ FIELD_PROVENANCE_TAG = "mxs1|f"
 SAMPLE_TAG = "mxs1|s"
 FIELD_VERSION_TAG = "mxs1|fv"
 FEATURE_VERSION_TAG = "mxs1|v"
+GROUP_TAG = "mxs1|g"
 
 
 def encode(value: str | None) -> str:
@@ -128,3 +129,38 @@ def feature_version(
     text = FEATURE_VERSION_TAG + encode(feature_key)
     text += "".join(encode(k) + encode(field_versions[k]) for k in sorted(field_versions))
     return digest(text, algorithm)
+
+
+# -- lineage beyond one-to-one ---------------------------------------------------------------
+def member_entry(member_ids: Sequence[str], data_version: str | None) -> str:
+    """One member of an aggregated group: its id values (as text), then its data version.
+
+    Every entry has the same number of self-delimiting tokens, so a concatenation of entries
+    decodes in exactly one way.
+    """
+    return encode_all([*member_ids, data_version])
+
+
+def group_data_version_input(members: Mapping[tuple[str, ...], str | None]) -> str:
+    """Canonical input of a group's data version for one upstream field.
+
+    Entries are sorted as strings (code point order = UTF-8 byte order), which every engine
+    reproduces with a binary-collated sort: the order does not depend on the engine, on the
+    row order or on the id types.
+    """
+    return GROUP_TAG + "".join(sorted(member_entry(ids, dv) for ids, dv in members.items()))
+
+
+def group_data_version(
+    members: Mapping[tuple[str, ...], str | None], algorithm: HashAlgorithm = "sha256"
+) -> str:
+    """Data version of one upstream field for a group of members (aggregation lineage).
+
+    The child's field provenance then hashes it like any parent data version:
+    ``field_provenance(field, code_version, {(parent, parent_field): group_data_version})``.
+
+    >>> members = {("s1", "u2"): "dv2", ("s1", "u1"): "dv1"}
+    >>> group_data_version_input(members)
+    'mxs1|g2:s12:u13:dv12:s12:u23:dv2'
+    """
+    return digest(group_data_version_input(members), algorithm)

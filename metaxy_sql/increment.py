@@ -81,17 +81,19 @@ class Increment:
     """
 
     def __init__(self, feature: str, statement: exp.Select, sql: str,
-                 id_columns: tuple[str, ...], executor: Executor) -> None:
+                 id_columns: tuple[str, ...], executor: Executor, *,
+                 carried: tuple[str, ...] = ()) -> None:
         self.feature = feature
         self.statement = statement
         self._executor = executor
         self.sql = sql
         base = [*id_columns, names.PROVENANCE_BY_FIELD, names.PROVENANCE]
         self.new = IncrementPart(
-            names.STATUS_NEW, builder.category_query(statement, names.STATUS_NEW, base), executor)
+            names.STATUS_NEW, builder.category_query(statement, names.STATUS_NEW,
+                                                     [*base, *carried]), executor)
         self.stale = IncrementPart(
-            names.STATUS_STALE,
-            builder.category_query(statement, names.STATUS_STALE, [*base, names.CHANGED_FIELDS]),
+            names.STATUS_STALE, builder.category_query(
+                statement, names.STATUS_STALE, [*base, names.CHANGED_FIELDS, *carried]),
             executor)
         self.orphaned = IncrementPart(
             names.STATUS_ORPHANED, builder.category_query(statement, names.STATUS_ORPHANED, base),

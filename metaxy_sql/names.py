@@ -53,6 +53,8 @@ EXPECTED = "expected"
 CURRENT = "current"
 INCREMENT = "increment"
 RESOLVED = "resolved"
+#: Latest rows of an aggregated parent, before grouping.
+MEMBERS = "members"
 
 
 def table(feature_key: str) -> str:
@@ -83,3 +85,30 @@ def provenance_column(field_key: str) -> str:
 def data_version_column(field_key: str) -> str:
     """Per-field upstream data version column inside an upstream CTE."""
     return f"{DATA_VERSION}__{field_key}"
+
+
+# -- system tables and materialized increments ------------------------------------------------
+#: Prefix of the store's own tables (never a feature table: see ``is_system_table``).
+SYSTEM_TABLE_PREFIX = "metaxy_system__"
+#: One row per ``push``: the definitions (specs, feature and field versions) as JSON.
+GRAPH_SNAPSHOTS = f"{SYSTEM_TABLE_PREFIX}graph_snapshots"
+#: Append-only log of the increment relations ``materialize`` created or dropped.
+MATERIALIZATIONS = f"{SYSTEM_TABLE_PREFIX}materializations"
+#: Default suffix of a materialized increment: ``video__face_crop__increment``.
+INCREMENT_SUFFIX = "__increment"
+
+
+def is_system_table(name: str) -> bool:
+    """True for the store's own tables (snapshots, materialization log)."""
+    return name.startswith(SYSTEM_TABLE_PREFIX)
+
+
+def increment_relation(feature_key: str, prefix: str = "",
+                       suffix: str = INCREMENT_SUFFIX) -> str:
+    """Materialized increment: ``video/face_crop`` -> ``video__face_crop__increment``."""
+    return f"{prefix}{table(feature_key)}{suffix}"
+
+
+def member_entry_column(field_key: str) -> str:
+    """Per-field member entry (ids and data version) of an aggregated parent."""
+    return f"metaxy_member__{field_key}"

@@ -14,18 +14,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metaxy_sql import names
+from metaxy_sql.definitions import FeatureDep
 from metaxy_sql.graph import FeatureGraph, FieldRef
 
 
 @dataclass(frozen=True)
 class UpstreamPlan:
-    """One upstream relation: a parent feature's latest state, or a root's sample set."""
+    """One upstream relation: a parent feature's latest state, or a root's sample set.
+
+    ``keys`` are the columns the relation is joined on (the feature's grain);
+    ``member_ids`` the parent's id columns (its latest row per id, and the member order of an
+    aggregation).
+    """
 
     feature: str
     relation: str  # table of the parent feature, or the staged sample set of a root
     cte: str
     fields: tuple[str, ...]  # sorted upstream fields that some field of the feature reads
     is_samples: bool = False
+    lineage: str = "identity"  # identity | expansion | aggregation
+    keys: tuple[str, ...] = ()
+    member_ids: tuple[str, ...] = ()
+    optional: bool = False
+    filters: tuple[str, ...] = ()
+    carried: tuple[tuple[str, str], ...] = ()  # (parent column, name in the increment)
+    key_columns: tuple[str, ...] = ()  # aggregation keys read from parent user columns
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,31 @@ class FeaturePlan:
     upstreams: tuple[UpstreamPlan, ...]  # sorted by feature key
     feature_version: str
     is_root: bool
+    #: Columns of one increment row for new and stale samples: the id columns, or for an
+    #: expansion the parent's ids (children are (re)created per parent).
+    grain: tuple[str, ...] = ()
 
     @property
     def field_keys(self) -> tuple[str, ...]:
         return tuple(f.key for f in self.fields)
+
+    @property
+    def is_expansion(self) -> bool:
+        return bool(self.grain) and self.grain != self.id_columns
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        """Upstream columns carried into new and stale rows (their names in the increment)."""
+        return tuple(target for u in self.upstreams for _, target in u.carried)
+
+
+def increment_grain(graph: FeatureGraph, key: str) -> tuple[str, ...]:
+    """Columns identifying one new/stale increment row of ``key`` (parent ids for expansions)."""
+    spec = graph.spec(key)
+    for dep in spec.deps:
+        if dep.lineage.kind == "expansion":
+            return tuple(c for c in spec.id_columns if c in dep.lineage.on)
+    return tuple(spec.id_columns)
 
 
 def plan_feature(graph: FeatureGraph, key: str) -> FeaturePlan:
@@ -61,10 +95,11 @@ def plan_feature(graph: FeatureGraph, key: str) -> FeaturePlan:
         FieldPlan(f, graph.code_version(key, f), graph.field_parents(key, f))
         for f in graph.field_keys(key)
     )
+    grain = increment_grain(graph, key)
     if graph.is_root(key):
         upstreams: tuple[UpstreamPlan, ...] = (
             UpstreamPlan(key, names.samples(key), names.upstream(key), graph.field_keys(key),
-                         is_samples=True),
+                         is_samples=True, keys=grain, member_ids=grain),
         )
     else:
         used: dict[str, set[str]] = {d.feature: set() for d in spec.deps}
@@ -72,8 +107,8 @@ def plan_feature(graph: FeatureGraph, key: str) -> FeaturePlan:
             for parent, parent_field in f.parents:
                 used[parent].add(parent_field)
         upstreams = tuple(
-            UpstreamPlan(dep, names.table(dep), names.upstream(dep), tuple(sorted(used[dep])))
-            for dep in sorted(used)
+            _upstream(graph, dep, grain, tuple(sorted(used[dep.feature])))
+            for dep in sorted(spec.deps, key=lambda d: d.feature)
         )
     return FeaturePlan(
         feature=key,
@@ -83,4 +118,15 @@ def plan_feature(graph: FeatureGraph, key: str) -> FeaturePlan:
         upstreams=upstreams,
         feature_version=graph.feature_version(key),
         is_root=graph.is_root(key),
+        grain=grain,
     )
+
+
+def _upstream(graph: FeatureGraph, dep: FeatureDep, grain: tuple[str, ...],
+              fields: tuple[str, ...]) -> UpstreamPlan:
+    parent_ids = tuple(graph.spec(dep.feature).id_columns)
+    key_columns = tuple(c for c in dep.lineage.on if c not in parent_ids)
+    return UpstreamPlan(
+        dep.feature, names.table(dep.feature), names.upstream(dep.feature), fields,
+        lineage=dep.lineage.kind, keys=grain, member_ids=parent_ids, optional=dep.optional,
+        filters=dep.filters, carried=dep.carried(), key_columns=key_columns)

@@ -29,11 +29,18 @@ def header(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgor
 
 def resolve_sql(
     graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgorithm = "sha256",
-    missing: frozenset[str] = frozenset(),
+    missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
 ) -> tuple[str, exp.Select]:
-    """The resolve statement of ``key``: (full text with header, expression)."""
-    statement = builder.resolve_statement(dialect, plan_feature(graph, key), algorithm, missing)
-    return header(graph, key, dialect, algorithm) + dialect.render(statement) + "\n", statement
+    """The resolve statement of ``key``: (full text with header, expression).
+
+    ``subset``: a checked predicate over the increment's grain (partial resolution).
+    """
+    statement = builder.resolve_statement(dialect, plan_feature(graph, key), algorithm, missing,
+                                          subset=subset)
+    head = header(graph, key, dialect, algorithm)
+    if subset is not None:
+        head += f"-- subset: {subset.sql(identify=True)}\n"
+    return head + dialect.render(statement) + "\n", statement
 
 
 def golden_path(root: Path, dialect: str, example: str, key: str) -> Path:
@@ -51,4 +58,16 @@ def write_golden(root: Path, example: str, graph: FeatureGraph) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(resolve_sql(graph, key, dialect)[0])
             written.append(path)
+            if not graph.is_root(key):  # the increment view materialize creates
+                written.append(_write_view_ddl(path, graph, key, dialect))
     return written
+
+
+def _write_view_ddl(resolve_path: Path, graph: FeatureGraph, key: str, dialect: Dialect) -> Path:
+    from metaxy_sql import materialize, names  # materialize builds on this module
+
+    path = resolve_path.with_name(f"{resolve_path.stem}__increment_view.sql")
+    relation = materialize.relation_ref(names.increment_relation(key))
+    path.write_text(materialize.increment_ddl_text(graph, key, dialect, "sha256", "view",
+                                                   relation))
+    return path

@@ -14,18 +14,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from metaxy_sql import builder, ingest, names
+from metaxy_sql import builder, filters, ingest, materialize, names, snapshots
+from metaxy_sql import plan as plan_module
 from metaxy_sql.errors import ConfigError, DataError
 from metaxy_sql.executors.base import Executor
 from metaxy_sql.graph import FeatureGraph
 from metaxy_sql.hashing import HashAlgorithm
 from metaxy_sql.increment import Increment
+from metaxy_sql.materialize import Kind, MaterializeReport
+from metaxy_sql.planner import increment_grain
 from metaxy_sql.render import resolve_sql
 
 
@@ -62,7 +66,8 @@ class Store:
         self.executor.close()
 
     # -- resolution -------------------------------------------------------------------------
-    def resolve_update(self, feature: str, samples: Any = None) -> Increment:
+    def resolve_update(self, feature: str, samples: Any = None, *, where: str | None = None,
+                       ids: Any = None) -> Increment:
         """The increment of ``feature``: new, stale and orphaned samples (lazy).
 
         Args:
@@ -70,6 +75,10 @@ class Store:
             samples: root features only: the full current sample set, rows with the id columns
                 and ``metaxy_provenance_by_field`` (field -> provenance string). The increment
                 reads these rows until the next ``resolve_update`` of the same feature.
+            where: partial resolution: a predicate over the increment's id columns (the
+                parent ids of an expansion), e.g. ``"sample_uid LIKE 'v1%'"``.
+            ids: partial resolution: an explicit list of ids (scalars for one id column, else
+                dicts or tuples). The result equals the full increment filtered to the subset.
         """
         spec = self.graph.spec(feature)
         if self.graph.is_root(feature):
@@ -88,9 +97,18 @@ class Store:
             raise DataError(
                 f"feature {feature!r} has upstream features; its samples come from them. "
                 "Call resolve_update without samples=")
+        subset = filters.subset_predicate(feature, increment_grain(self.graph, feature), where,
+                                          ids)
+        self.graph.check_upstream_columns(feature, self._stored_columns)
         sql, statement = resolve_sql(self.graph, feature, self.executor.dialect,
-                                     self.hash_algorithm, self._missing_tables(feature))
-        return Increment(feature, statement, sql, spec.id_columns, self.executor)
+                                     self.hash_algorithm, self._missing_tables(feature),
+                                     subset=subset)
+        return Increment(feature, statement, sql, spec.id_columns, self.executor,
+                         carried=tuple(t for d in spec.deps for _, t in d.carried()))
+
+    def _stored_columns(self, feature: str) -> list[str]:
+        table = names.table(feature)
+        return list(self.executor.columns(table)) if table in self.executor.tables() else []
 
     def _missing_tables(self, feature: str) -> frozenset[str]:
         wanted = {names.table(feature)} | {names.table(d.feature)
@@ -195,6 +213,37 @@ class Store:
         """The resolve SQL of ``feature`` as this store would run it."""
         return resolve_sql(self.graph, feature, self.executor.dialect, self.hash_algorithm,
                            self._missing_tables(feature))[0]
+
+    # -- materialized increments, graph snapshots, plan --------------------------------------
+    def materialize(self, features: Sequence[str] | None = None, *, as_: Kind = "view",
+                    schema: str | None = None, prefix: str = "",
+                    suffix: str = names.INCREMENT_SUFFIX, dry_run: bool = False,
+                    prune: bool = False) -> MaterializeReport:
+        """Create or replace increment relations (``<feature>__increment``), dbt-style.
+
+        ``as_="view"``: a live view whose SELECT is the resolve statement; ``"table"``: a
+        snapshot of the increment now. Default features: every non-root feature (root
+        features read a per-session sample set and are skipped). ``dry_run`` runs nothing;
+        each action carries its DDL. ``prune`` drops increment relations this store created
+        for features no longer defined. Existing relations not created here are never
+        touched: a name collision raises :class:`ConfigError`.
+        """
+        return materialize.materialize(self, features, kind=as_, schema=schema, prefix=prefix,
+                                       suffix=suffix, dry_run=dry_run, prune=prune)
+
+    def push_graph(self, tags: Mapping[str, str] | None = None) -> snapshots.Snapshot:
+        """Record the current definitions in ``metaxy_system__graph_snapshots`` (skipped,
+        ``pushed=False``, when the newest snapshot is identical)."""
+        return snapshots.push_graph(self, tags)
+
+    def graph_history(self) -> list[snapshots.Snapshot]:
+        """Pushed graph snapshots, newest first."""
+        return snapshots.history(self)
+
+    def plan(self) -> plan_module.Plan:
+        """Impact of the current definitions against the last pushed snapshot (counted in
+        the engine, nothing written)."""
+        return plan_module.plan(self)
 
     # -- helpers ----------------------------------------------------------------------------
     def _supersede(self, feature: str) -> None:

@@ -90,6 +90,13 @@ class Dialect:
         """An array of the non-NULL values among ``items``, in order."""
         raise NotImplementedError
 
+    def ordered_concat(self, value: exp.Expr) -> exp.Expr:
+        """Aggregate: the group's ``value`` strings concatenated in binary (UTF-8 byte) order,
+        the order ``hashing.group_data_version_input`` sorts in."""
+        return exp.GroupConcat(
+            this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=value.copy())]),
+            separator=lit(""))
+
     # -- statements -------------------------------------------------------------------------
     def order_desc(self, column: exp.Expr) -> exp.Ordered:
         """``column DESC`` in the latest-row order (its columns are never NULL where it
@@ -98,7 +105,7 @@ class Dialect:
         return exp.Ordered(this=column, desc=True)
 
     def latest_per_id(
-        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Column],
+        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],
         order: Sequence[exp.Ordered],
     ) -> tuple[exp.Select, exp.Expr | None]:
         """Rows of ``source`` with the first row per id in ``order`` marked or kept.
@@ -126,6 +133,31 @@ class Dialect:
 
     def timestamp_literal(self, iso: str) -> exp.Expr:
         return exp.Cast(this=lit(iso), to=self.type_(self.timestamp_type))
+
+    # -- materialized increments and system tables ------------------------------------------
+    def current_schema(self) -> exp.Expr:
+        """The schema (ClickHouse: database) unqualified names resolve to."""
+        return call("current_schema")
+
+    def catalog_condition(self, catalog_column: exp.Column) -> exp.Expr | None:
+        """Restricts ``information_schema`` rows to the store's own catalog (database)."""
+        return exp.EQ(this=catalog_column, expression=call("current_database"))
+
+    def view_ddl(self, view: exp.Table, select: exp.Select) -> list[exp.Expr]:
+        """Create or atomically replace ``view`` over ``select`` (its text kept verbatim)."""
+        return [exp.Create(kind="VIEW", replace=True, this=view, expression=select)]
+
+    def snapshot_ddl(self, table: exp.Table, select: exp.Select) -> list[exp.Expr]:
+        """Create or atomically replace ``table`` with the rows of ``select`` (run in one
+        transaction)."""
+        return [exp.Create(kind="TABLE", replace=True, this=table, expression=select)]
+
+    def system_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                         order_by: Sequence[str]) -> exp.Create:
+        """``CREATE TABLE IF NOT EXISTS`` of a small append-only system table."""
+        return exp.Create(kind="TABLE", exists=True, this=exp.Schema(this=table, expressions=[
+            exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
+            for name, typ in columns]))
 
     def render(self, expression: exp.Expr, pretty: bool = True) -> str:
         return expression.sql(dialect=self.sqlglot_dialect, pretty=pretty, identify=True)

@@ -92,8 +92,12 @@ class ClickHouseDialect(Dialect):
             exp.Array(expressions=items),
         )
 
+    def ordered_concat(self, value: exp.Expr) -> exp.Expr:
+        # No ordered string aggregate: sort the group's array (byte order) and join it.
+        return call("arrayStringConcat", call("arraySort", call("groupArray", value.copy())))
+
     def latest_per_id(
-        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Column],
+        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],
         order: Sequence[exp.Ordered],
     ) -> tuple[exp.Select, exp.Expr | None]:
         # LIMIT 1 BY keeps the first row per id after the sort: no window state per row
@@ -114,6 +118,26 @@ class ClickHouseDialect(Dialect):
         ]
 
     # -- DDL --------------------------------------------------------------------------------
+    def current_schema(self) -> exp.Expr:
+        return call("currentDatabase")
+
+    def catalog_condition(self, catalog_column: exp.Column) -> exp.Expr | None:
+        # information_schema's table_catalog is the database itself: no catalog above it.
+        return None
+
+    def snapshot_ddl(self, table: exp.Table, select: exp.Select) -> list[exp.Expr]:
+        # CREATE TABLE AS needs an engine; ORDER BY tuple() accepts the Nullable columns that
+        # join_use_nulls gives. OR REPLACE swaps atomically in Atomic databases (the default).
+        props = exp.Properties(expressions=[
+            exp.EngineProperty(this=exp.var(self.table_engine)),
+            exp.Order(expressions=[exp.Ordered(this=exp.Tuple(expressions=[]))])])
+        return [exp.Create(kind="TABLE", replace=True, this=table, expression=select,
+                           properties=props)]
+
+    def system_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                         order_by: Sequence[str]) -> exp.Create:
+        return self.create_table_ddl(table, columns, order_by)
+
     def column_type(self, column: str, described: str, id_columns: Sequence[str]) -> str:
         """Stored type of ``column`` given the type ClickHouse infers for the write SELECT."""
         fixed = {

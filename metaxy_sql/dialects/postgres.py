@@ -58,19 +58,32 @@ class PostgresDialect(Dialect):
         # array_remove(a, NULL) drops NULLs (it compares with IS NOT DISTINCT FROM).
         return call("array_remove", exp.Array(expressions=items), exp.Null())
 
+    def ordered_concat(self, value: exp.Expr) -> exp.Expr:
+        # ORDER BY text follows the database collation (e.g. en_US): COLLATE "C" is byte order.
+        ordered = exp.Collate(this=value.copy(), expression=exp.column("C", quoted=True))
+        return exp.GroupConcat(
+            this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=ordered)]),
+            separator=lit(""))
+
     def order_desc(self, column: exp.Expr) -> exp.Ordered:
         # Plain DESC (NULLS FIRST in Postgres) matches a DESC b-tree index; sqlglot would add
         # NULLS LAST to a dialect-neutral DESC, which turns an index scan into a sort.
         return exp.Ordered(this=column, desc=True, nulls_first=True)
 
     def latest_per_id(
-        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Column],
+        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],
         order: Sequence[exp.Ordered],
     ) -> tuple[exp.Select, exp.Expr | None]:
         # DISTINCT ON keeps the first row per id: a Unique over the latest-row index scan,
         # cheaper than a WindowAgg computing row_number() for every row.
         select = exp.select(*columns).from_(source).distinct(*[c.copy() for c in ids])
         return select.order_by(*[c.copy() for c in ids], *order), None
+
+    def snapshot_ddl(self, table: exp.Table, select: exp.Select) -> list[exp.Expr]:
+        # No CREATE OR REPLACE TABLE; DDL is transactional, so drop + create in one
+        # transaction replaces the snapshot atomically.
+        return [exp.Drop(kind="TABLE", exists=True, tables=[table.copy()]),
+                exp.Create(kind="TABLE", this=table, expression=select)]
 
     def render(self, expression: exp.Expr, pretty: bool = True) -> str:
         # Postgres truncates longer identifiers silently, so two long names could collide.

@@ -5,15 +5,15 @@
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'audio')
-      THEN "metaxy_data_version_by_field"['audio']
-      ELSE NULL
-    END AS "metaxy_data_version__audio"
+    "metaxy_data_version__audio"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_data_version_by_field",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'audio')
+        THEN "metaxy_data_version_by_field"['audio']
+        ELSE NULL
+      END AS "metaxy_data_version__audio",
       "metaxy_deleted"
     FROM "video__full"
     ORDER BY
@@ -46,15 +46,15 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'text')
-      THEN "metaxy_provenance_by_field"['text']
-      ELSE NULL
-    END AS "metaxy_provenance__text"
+    "metaxy_provenance__text"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_provenance_by_field",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'text')
+        THEN "metaxy_provenance_by_field"['text']
+        ELSE NULL
+      END AS "metaxy_provenance__text",
       "metaxy_deleted"
     FROM "transcript__whisper"
     ORDER BY

@@ -5,15 +5,15 @@
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'frames')
-      THEN "metaxy_data_version_by_field"['frames']
-      ELSE NULL
-    END AS "metaxy_data_version__frames"
+    "metaxy_data_version__frames"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_data_version_by_field",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'frames')
+        THEN "metaxy_data_version_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_data_version__frames",
       "metaxy_deleted"
     FROM "video__full"
     ORDER BY
@@ -46,15 +46,15 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'frames')
-      THEN "metaxy_provenance_by_field"['frames']
-      ELSE NULL
-    END AS "metaxy_provenance__frames"
+    "metaxy_provenance__frames"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_provenance_by_field",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'frames')
+        THEN "metaxy_provenance_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_provenance__frames",
       "metaxy_deleted"
     FROM "video__face_crop"
     ORDER BY

@@ -26,20 +26,21 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'audio')
-      THEN "metaxy_provenance_by_field"['audio']
-      ELSE NULL
-    END AS "metaxy_provenance__audio",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'frames')
-      THEN "metaxy_provenance_by_field"['frames']
-      ELSE NULL
-    END AS "metaxy_provenance__frames"
+    "metaxy_provenance__audio",
+    "metaxy_provenance__frames"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_provenance_by_field",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'audio')
+        THEN "metaxy_provenance_by_field"['audio']
+        ELSE NULL
+      END AS "metaxy_provenance__audio",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'frames')
+        THEN "metaxy_provenance_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_provenance__frames",
       "metaxy_deleted"
     FROM "video__full"
     ORDER BY

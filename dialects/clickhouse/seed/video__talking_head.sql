@@ -5,15 +5,15 @@
 WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'text')
-      THEN "metaxy_data_version_by_field"['text']
-      ELSE NULL
-    END AS "metaxy_data_version__text"
+    "metaxy_data_version__text"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_data_version_by_field",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'text')
+        THEN "metaxy_data_version_by_field"['text']
+        ELSE NULL
+      END AS "metaxy_data_version__text",
       "metaxy_deleted"
     FROM "transcript__whisper"
     ORDER BY
@@ -28,15 +28,15 @@ WITH "upstream__transcript__whisper" AS (
 ), "upstream__video__face_crop" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'frames')
-      THEN "metaxy_data_version_by_field"['frames']
-      ELSE NULL
-    END AS "metaxy_data_version__frames"
+    "metaxy_data_version__frames"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_data_version_by_field",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'frames')
+        THEN "metaxy_data_version_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_data_version__frames",
       "metaxy_deleted"
     FROM "video__face_crop"
     ORDER BY
@@ -74,15 +74,15 @@ WITH "upstream__transcript__whisper" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'clip')
-      THEN "metaxy_provenance_by_field"['clip']
-      ELSE NULL
-    END AS "metaxy_provenance__clip"
+    "metaxy_provenance__clip"
   FROM (
     SELECT
       "sample_uid",
-      "metaxy_provenance_by_field",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'clip')
+        THEN "metaxy_provenance_by_field"['clip']
+        ELSE NULL
+      END AS "metaxy_provenance__clip",
       "metaxy_deleted"
     FROM "video__talking_head"
     ORDER BY

@@ -1,0 +1,110 @@
+-- metaxy-sql resolve: audio/utterance
+-- feature_version: b6b1c35867b5798150249f389b82f080
+-- field audio (code_version 1, field_version 7b13d1f4c78ffc0db836a25b50980d72) <- (root)
+-- dialect: clickhouse; digest: sha256
+WITH "upstream__audio__utterance" AS (
+  SELECT
+    "speaker_id",
+    "utterance_id",
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'audio')
+      THEN "metaxy_provenance_by_field"['audio']
+      ELSE NULL
+    END AS "metaxy_provenance__audio"
+  FROM "metaxy_samples__audio__utterance"
+), "expected" AS (
+  SELECT
+    "upstream__audio__utterance"."speaker_id",
+    "upstream__audio__utterance"."utterance_id",
+    "upstream__audio__utterance"."metaxy_provenance__audio"
+  FROM "upstream__audio__utterance"
+), "current" AS (
+  SELECT
+    "speaker_id",
+    "utterance_id",
+    "metaxy_provenance__audio"
+  FROM (
+    SELECT
+      "speaker_id",
+      "utterance_id",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'audio')
+        THEN "metaxy_provenance_by_field"['audio']
+        ELSE NULL
+      END AS "metaxy_provenance__audio",
+      "metaxy_deleted"
+    FROM "audio__utterance"
+    ORDER BY
+      "speaker_id",
+      "utterance_id",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "speaker_id", "utterance_id"
+  ) AS "audio__utterance"
+  WHERE
+    NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE
+      WHEN "current"."speaker_id" IS NULL
+      THEN 'new'
+      WHEN "expected"."speaker_id" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."speaker_id", "current"."speaker_id") AS "speaker_id",
+    COALESCE("expected"."utterance_id", "current"."utterance_id") AS "utterance_id",
+    CASE
+      WHEN "expected"."speaker_id" IS NULL
+      THEN "current"."metaxy_provenance__audio"
+      ELSE "expected"."metaxy_provenance__audio"
+    END AS "metaxy_provenance__audio",
+    CASE
+      WHEN "current"."speaker_id" IS NULL OR "expected"."speaker_id" IS NULL
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__audio" <> "current"."metaxy_provenance__audio"
+            OR "current"."metaxy_provenance__audio" IS NULL
+            THEN 'audio'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  FULL OUTER JOIN "current"
+    ON "expected"."speaker_id" = "current"."speaker_id"
+    AND "expected"."utterance_id" = "current"."utterance_id"
+  WHERE
+    "current"."speaker_id" IS NULL
+    OR "expected"."speaker_id" IS NULL
+    OR (
+      "expected"."metaxy_provenance__audio" <> "current"."metaxy_provenance__audio"
+      OR "current"."metaxy_provenance__audio" IS NULL
+    )
+)
+SELECT
+  "metaxy_status",
+  "speaker_id",
+  "utterance_id",
+  map('audio', "metaxy_provenance__audio") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s5:audio' || COALESCE(
+            toString(length("metaxy_provenance__audio")) || ':' || "metaxy_provenance__audio",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

@@ -1,0 +1,102 @@
+-- metaxy-sql resolve: subtitles/raw
+-- feature_version: 2ab4028f182d2a0e937a697f42f9a37a
+-- field text (code_version 1, field_version 558bb81f0a00695180038e6807c8b1e6) <- (root)
+-- dialect: clickhouse; digest: sha256
+WITH "upstream__subtitles__raw" AS (
+  SELECT
+    "sample_uid",
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'text')
+      THEN "metaxy_provenance_by_field"['text']
+      ELSE NULL
+    END AS "metaxy_provenance__text"
+  FROM "metaxy_samples__subtitles__raw"
+), "expected" AS (
+  SELECT
+    "upstream__subtitles__raw"."sample_uid",
+    "upstream__subtitles__raw"."metaxy_provenance__text"
+  FROM "upstream__subtitles__raw"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_provenance__text"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'text')
+        THEN "metaxy_provenance_by_field"['text']
+        ELSE NULL
+      END AS "metaxy_provenance__text",
+      "metaxy_deleted"
+    FROM "subtitles__raw"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "subtitles__raw"
+  WHERE
+    NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__text"
+      ELSE "expected"."metaxy_provenance__text"
+    END AS "metaxy_provenance__text",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+            OR "current"."metaxy_provenance__text" IS NULL
+            THEN 'text'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  FULL OUTER JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  WHERE
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+      OR "current"."metaxy_provenance__text" IS NULL
+    )
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  map('text', "metaxy_provenance__text") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s4:text' || COALESCE(
+            toString(length("metaxy_provenance__text")) || ':' || "metaxy_provenance__text",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

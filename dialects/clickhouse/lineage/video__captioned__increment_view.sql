@@ -1,0 +1,168 @@
+-- metaxy-sql materialize: view "video__captioned__increment"
+-- metaxy-sql resolve: video/captioned
+-- feature_version: 2a2ab9dfdcf04304c8cd8c6808f40ab9
+-- field caption (code_version 1, field_version 9cf02ca3374ea9cec9e052fb8492731e) <- subtitles/raw.text, video/full.audio, video/full.frames
+-- dialect: clickhouse; digest: sha256
+CREATE OR REPLACE VIEW "video__captioned__increment" AS
+WITH "upstream__subtitles__raw" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version__text"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'text')
+        THEN "metaxy_data_version_by_field"['text']
+        ELSE NULL
+      END AS "metaxy_data_version__text",
+      "metaxy_deleted"
+    FROM "subtitles__raw"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "subtitles__raw"
+  WHERE
+    NOT "metaxy_deleted"
+), "upstream__video__full" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version__audio",
+    "metaxy_data_version__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'audio')
+        THEN "metaxy_data_version_by_field"['audio']
+        ELSE NULL
+      END AS "metaxy_data_version__audio",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'frames')
+        THEN "metaxy_data_version_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_data_version__frames",
+      "metaxy_deleted"
+    FROM "video__full"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__full"
+  WHERE
+    NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__video__full"."sample_uid",
+    SUBSTRING(
+      lower(
+        hex(
+          SHA256(
+            'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE(
+              toString(length("upstream__subtitles__raw"."metaxy_data_version__text")) || ':' || "upstream__subtitles__raw"."metaxy_data_version__text",
+              '~'
+            ) || '10:video/full5:audio' || COALESCE(
+              toString(length("upstream__video__full"."metaxy_data_version__audio")) || ':' || "upstream__video__full"."metaxy_data_version__audio",
+              '~'
+            ) || '10:video/full6:frames' || COALESCE(
+              toString(length("upstream__video__full"."metaxy_data_version__frames")) || ':' || "upstream__video__full"."metaxy_data_version__frames",
+              '~'
+            )
+          )
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__caption"
+  FROM "upstream__video__full"
+  LEFT JOIN "upstream__subtitles__raw"
+    ON "upstream__video__full"."sample_uid" = "upstream__subtitles__raw"."sample_uid"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_provenance__caption"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'caption')
+        THEN "metaxy_provenance_by_field"['caption']
+        ELSE NULL
+      END AS "metaxy_provenance__caption",
+      "metaxy_deleted"
+    FROM "video__captioned"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__captioned"
+  WHERE
+    NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__caption"
+      ELSE "expected"."metaxy_provenance__caption"
+    END AS "metaxy_provenance__caption",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__caption" <> "current"."metaxy_provenance__caption"
+            OR "current"."metaxy_provenance__caption" IS NULL
+            THEN 'caption'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  FULL OUTER JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  WHERE
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__caption" <> "current"."metaxy_provenance__caption"
+      OR "current"."metaxy_provenance__caption" IS NULL
+    )
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  map('caption', "metaxy_provenance__caption") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s7:caption' || COALESCE(
+            toString(length("metaxy_provenance__caption")) || ':' || "metaxy_provenance__caption",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

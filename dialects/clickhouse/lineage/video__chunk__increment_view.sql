@@ -1,0 +1,150 @@
+-- metaxy-sql materialize: view "video__chunk__increment"
+-- metaxy-sql resolve: video/chunk
+-- feature_version: 876a49f0e1a16a9a4e06975c2f5207fb
+-- field frames (code_version 1, field_version b4b5a7b362f8cb1be036d5c79add72c1) <- video/full.frames
+-- dialect: clickhouse; digest: sha256
+CREATE OR REPLACE VIEW "video__chunk__increment" AS
+WITH "upstream__video__full" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'frames')
+        THEN "metaxy_data_version_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_data_version__frames",
+      "metaxy_deleted"
+    FROM "video__full"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__full"
+  WHERE
+    NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__video__full"."sample_uid",
+    SUBSTRING(
+      lower(
+        hex(
+          SHA256(
+            'mxs1|f6:frames1:110:video/full6:frames' || COALESCE(
+              toString(length("upstream__video__full"."metaxy_data_version__frames")) || ':' || "upstream__video__full"."metaxy_data_version__frames",
+              '~'
+            )
+          )
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__frames"
+  FROM "upstream__video__full"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "chunk_id",
+    "metaxy_provenance__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      "chunk_id",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'frames')
+        THEN "metaxy_provenance_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_provenance__frames",
+      "metaxy_deleted"
+    FROM "video__chunk"
+    ORDER BY
+      "sample_uid",
+      "chunk_id",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid", "chunk_id"
+  ) AS "video__chunk"
+  WHERE
+    NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE WHEN COUNT("current"."sample_uid") = 0 THEN 'new' ELSE 'stale' END AS "metaxy_status",
+    "expected"."sample_uid" AS "sample_uid",
+    NULL AS "chunk_id",
+    "expected"."metaxy_provenance__frames" AS "metaxy_provenance__frames",
+    CASE
+      WHEN COUNT("current"."sample_uid") = 0
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN MAX(
+              CASE
+                WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+                OR "current"."metaxy_provenance__frames" IS NULL
+                THEN 1
+                ELSE 0
+              END
+            ) = 1
+            THEN 'frames'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  LEFT JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  GROUP BY
+    "expected"."sample_uid",
+    "expected"."metaxy_provenance__frames"
+  HAVING
+    COUNT("current"."sample_uid") = 0
+    OR MAX(
+      CASE
+        WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+        OR "current"."metaxy_provenance__frames" IS NULL
+        THEN 1
+        ELSE 0
+      END
+    ) = 1
+  UNION ALL
+  SELECT
+    'orphaned' AS "metaxy_status",
+    "current"."sample_uid",
+    "current"."chunk_id",
+    "current"."metaxy_provenance__frames",
+    CAST([] AS Array(String)) AS "metaxy_changed_fields"
+  FROM "current"
+  LEFT JOIN "expected"
+    ON "current"."sample_uid" = "expected"."sample_uid"
+  WHERE
+    "expected"."sample_uid" IS NULL
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  "chunk_id",
+  map('frames', "metaxy_provenance__frames") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s6:frames' || COALESCE(
+            toString(length("metaxy_provenance__frames")) || ':' || "metaxy_provenance__frames",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

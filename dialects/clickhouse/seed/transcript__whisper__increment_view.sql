@@ -1,0 +1,131 @@
+-- metaxy-sql materialize: view "transcript__whisper__increment"
+-- metaxy-sql resolve: transcript/whisper
+-- feature_version: 12da33c0a5cfb631dc9eb737e408e892
+-- field text (code_version 1, field_version 1b4fca4757c8002f5a6e5a822204ca5a) <- video/full.audio
+-- dialect: clickhouse; digest: sha256
+CREATE OR REPLACE VIEW "transcript__whisper__increment" AS
+WITH "upstream__video__full" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version__audio"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'audio')
+        THEN "metaxy_data_version_by_field"['audio']
+        ELSE NULL
+      END AS "metaxy_data_version__audio",
+      "metaxy_deleted"
+    FROM "video__full"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__full"
+  WHERE
+    NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__video__full"."sample_uid",
+    SUBSTRING(
+      lower(
+        hex(
+          SHA256(
+            'mxs1|f4:text1:110:video/full5:audio' || COALESCE(
+              toString(length("upstream__video__full"."metaxy_data_version__audio")) || ':' || "upstream__video__full"."metaxy_data_version__audio",
+              '~'
+            )
+          )
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__text"
+  FROM "upstream__video__full"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_provenance__text"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'text')
+        THEN "metaxy_provenance_by_field"['text']
+        ELSE NULL
+      END AS "metaxy_provenance__text",
+      "metaxy_deleted"
+    FROM "transcript__whisper"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "transcript__whisper"
+  WHERE
+    NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__text"
+      ELSE "expected"."metaxy_provenance__text"
+    END AS "metaxy_provenance__text",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+            OR "current"."metaxy_provenance__text" IS NULL
+            THEN 'text'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  FULL OUTER JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  WHERE
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__text" <> "current"."metaxy_provenance__text"
+      OR "current"."metaxy_provenance__text" IS NULL
+    )
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  map('text', "metaxy_provenance__text") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s4:text' || COALESCE(
+            toString(length("metaxy_provenance__text")) || ':' || "metaxy_provenance__text",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

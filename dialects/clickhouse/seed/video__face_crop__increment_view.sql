@@ -1,0 +1,131 @@
+-- metaxy-sql materialize: view "video__face_crop__increment"
+-- metaxy-sql resolve: video/face_crop
+-- feature_version: f803872e281c9a58fef5cee16a379ca2
+-- field frames (code_version 1, field_version d29dead03741661a6f3b8ca0d0366d78) <- video/full.frames
+-- dialect: clickhouse; digest: sha256
+CREATE OR REPLACE VIEW "video__face_crop__increment" AS
+WITH "upstream__video__full" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'frames')
+        THEN "metaxy_data_version_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_data_version__frames",
+      "metaxy_deleted"
+    FROM "video__full"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__full"
+  WHERE
+    NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__video__full"."sample_uid",
+    SUBSTRING(
+      lower(
+        hex(
+          SHA256(
+            'mxs1|f6:frames1:110:video/full6:frames' || COALESCE(
+              toString(length("upstream__video__full"."metaxy_data_version__frames")) || ':' || "upstream__video__full"."metaxy_data_version__frames",
+              '~'
+            )
+          )
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__frames"
+  FROM "upstream__video__full"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_provenance__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'frames')
+        THEN "metaxy_provenance_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_provenance__frames",
+      "metaxy_deleted"
+    FROM "video__face_crop"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__face_crop"
+  WHERE
+    NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__frames"
+      ELSE "expected"."metaxy_provenance__frames"
+    END AS "metaxy_provenance__frames",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+            OR "current"."metaxy_provenance__frames" IS NULL
+            THEN 'frames'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  FULL OUTER JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  WHERE
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+      OR "current"."metaxy_provenance__frames" IS NULL
+    )
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  map('frames', "metaxy_provenance__frames") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s6:frames' || COALESCE(
+            toString(length("metaxy_provenance__frames")) || ':' || "metaxy_provenance__frames",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

@@ -1,0 +1,159 @@
+-- metaxy-sql materialize: view "video__talking_head__increment"
+-- metaxy-sql resolve: video/talking_head
+-- feature_version: d96e933566d15db2897065949d2cf04e
+-- field clip (code_version 1, field_version cd200d92d53b287e3118ce564cd1add0) <- transcript/whisper.text, video/face_crop.frames
+-- dialect: clickhouse; digest: sha256
+CREATE OR REPLACE VIEW "video__talking_head__increment" AS
+WITH "upstream__transcript__whisper" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version__text"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'text')
+        THEN "metaxy_data_version_by_field"['text']
+        ELSE NULL
+      END AS "metaxy_data_version__text",
+      "metaxy_deleted"
+    FROM "transcript__whisper"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "transcript__whisper"
+  WHERE
+    NOT "metaxy_deleted"
+), "upstream__video__face_crop" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version__frames"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_data_version_by_field", 'frames')
+        THEN "metaxy_data_version_by_field"['frames']
+        ELSE NULL
+      END AS "metaxy_data_version__frames",
+      "metaxy_deleted"
+    FROM "video__face_crop"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__face_crop"
+  WHERE
+    NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__transcript__whisper"."sample_uid",
+    SUBSTRING(
+      lower(
+        hex(
+          SHA256(
+            'mxs1|f4:clip1:118:transcript/whisper4:text' || COALESCE(
+              toString(length("upstream__transcript__whisper"."metaxy_data_version__text")) || ':' || "upstream__transcript__whisper"."metaxy_data_version__text",
+              '~'
+            ) || '15:video/face_crop6:frames' || COALESCE(
+              toString(length("upstream__video__face_crop"."metaxy_data_version__frames")) || ':' || "upstream__video__face_crop"."metaxy_data_version__frames",
+              '~'
+            )
+          )
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__clip"
+  FROM "upstream__transcript__whisper"
+  INNER JOIN "upstream__video__face_crop"
+    ON "upstream__transcript__whisper"."sample_uid" = "upstream__video__face_crop"."sample_uid"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_provenance__clip"
+  FROM (
+    SELECT
+      "sample_uid",
+      CASE
+        WHEN mapContains("metaxy_provenance_by_field", 'clip')
+        THEN "metaxy_provenance_by_field"['clip']
+        ELSE NULL
+      END AS "metaxy_provenance__clip",
+      "metaxy_deleted"
+    FROM "video__talking_head"
+    ORDER BY
+      "sample_uid",
+      "metaxy_created_at" DESC,
+      "metaxy_deleted" DESC,
+      "metaxy_data_version" DESC
+    LIMIT 1 BY "sample_uid"
+  ) AS "video__talking_head"
+  WHERE
+    NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE
+      WHEN "current"."sample_uid" IS NULL
+      THEN 'new'
+      WHEN "expected"."sample_uid" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."sample_uid", "current"."sample_uid") AS "sample_uid",
+    CASE
+      WHEN "expected"."sample_uid" IS NULL
+      THEN "current"."metaxy_provenance__clip"
+      ELSE "expected"."metaxy_provenance__clip"
+    END AS "metaxy_provenance__clip",
+    CASE
+      WHEN "current"."sample_uid" IS NULL OR "expected"."sample_uid" IS NULL
+      THEN CAST([] AS Array(String))
+      ELSE CAST(arrayFilter(
+        "x" -> isNotNull(x),
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__clip" <> "current"."metaxy_provenance__clip"
+            OR "current"."metaxy_provenance__clip" IS NULL
+            THEN 'clip'
+          END
+        ]
+      ) AS Array(String))
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  FULL OUTER JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  WHERE
+    "current"."sample_uid" IS NULL
+    OR "expected"."sample_uid" IS NULL
+    OR (
+      "expected"."metaxy_provenance__clip" <> "current"."metaxy_provenance__clip"
+      OR "current"."metaxy_provenance__clip" IS NULL
+    )
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  map('clip', "metaxy_provenance__clip") AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    lower(
+      hex(
+        SHA256(
+          'mxs1|s4:clip' || COALESCE(
+            toString(length("metaxy_provenance__clip")) || ':' || "metaxy_provenance__clip",
+            '~'
+          )
+        )
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"
+SETTINGS join_use_nulls = 1, join_algorithm = 'full_sorting_merge,hash'

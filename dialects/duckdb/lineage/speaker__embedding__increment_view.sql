@@ -1,0 +1,119 @@
+-- metaxy-sql materialize: view "speaker__embedding__increment"
+-- metaxy-sql resolve: speaker/embedding
+-- feature_version: 0dd83750b68bb6f4995822436b892dcd
+-- field embedding (code_version 1, field_version 7c4b940fb1c71a4c972c79954ec948f3) <- audio/utterance.audio
+-- dialect: duckdb; digest: sha256
+CREATE OR REPLACE VIEW "speaker__embedding__increment" AS
+WITH "upstream__audio__utterance" AS (
+  SELECT
+    "speaker_id",
+    SUBSTRING(
+      SHA256(
+        'mxs1|g' || LISTAGG("metaxy_member__audio", ''
+        ORDER BY
+          "metaxy_member__audio")
+      ),
+      1,
+      32
+    ) AS "metaxy_data_version__audio"
+  FROM (
+    SELECT
+      "speaker_id",
+      "utterance_id",
+      COALESCE(
+        CAST(STRLEN(CAST("speaker_id" AS TEXT)) AS TEXT) || ':' || CAST("speaker_id" AS TEXT),
+        '~'
+      ) || COALESCE(
+        CAST(STRLEN(CAST("utterance_id" AS TEXT)) AS TEXT) || ':' || CAST("utterance_id" AS TEXT),
+        '~'
+      ) || COALESCE(
+        CAST(STRLEN((
+          "metaxy_data_version_by_field"['audio']
+        )) AS TEXT) || ':' || (
+          "metaxy_data_version_by_field"['audio']
+        ),
+        '~'
+      ) AS "metaxy_member__audio"
+    FROM "audio__utterance"
+    WHERE
+      NOT "metaxy_superseded" AND NOT "metaxy_deleted"
+  ) AS "members"
+  GROUP BY
+    "speaker_id"
+), "expected" AS (
+  SELECT
+    "upstream__audio__utterance"."speaker_id",
+    SUBSTRING(
+      SHA256(
+        'mxs1|f9:embedding1:115:audio/utterance5:audio' || COALESCE(
+          CAST(STRLEN("upstream__audio__utterance"."metaxy_data_version__audio") AS TEXT) || ':' || "upstream__audio__utterance"."metaxy_data_version__audio",
+          '~'
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__embedding"
+  FROM "upstream__audio__utterance"
+), "current" AS (
+  SELECT
+    "speaker_id",
+    "metaxy_provenance_by_field"['embedding'] AS "metaxy_provenance__embedding"
+  FROM "speaker__embedding"
+  WHERE
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE
+      WHEN "current"."speaker_id" IS NULL
+      THEN 'new'
+      WHEN "expected"."speaker_id" IS NULL
+      THEN 'orphaned'
+      ELSE 'stale'
+    END AS "metaxy_status",
+    COALESCE("expected"."speaker_id", "current"."speaker_id") AS "speaker_id",
+    CASE
+      WHEN "expected"."speaker_id" IS NULL
+      THEN "current"."metaxy_provenance__embedding"
+      ELSE "expected"."metaxy_provenance__embedding"
+    END AS "metaxy_provenance__embedding",
+    CASE
+      WHEN "current"."speaker_id" IS NULL OR "expected"."speaker_id" IS NULL
+      THEN CAST([] AS TEXT[])
+      ELSE CAST(LIST_FILTER(
+        [
+          CASE
+            WHEN "expected"."metaxy_provenance__embedding" <> "current"."metaxy_provenance__embedding"
+            OR "current"."metaxy_provenance__embedding" IS NULL
+            THEN 'embedding'
+          END
+        ],
+        LAMBDA "x" : NOT "x" IS NULL
+      ) AS TEXT[])
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  FULL OUTER JOIN "current"
+    ON "expected"."speaker_id" = "current"."speaker_id"
+  WHERE
+    "current"."speaker_id" IS NULL
+    OR "expected"."speaker_id" IS NULL
+    OR (
+      "expected"."metaxy_provenance__embedding" <> "current"."metaxy_provenance__embedding"
+      OR "current"."metaxy_provenance__embedding" IS NULL
+    )
+)
+SELECT
+  "metaxy_status",
+  "speaker_id",
+  MAP(['embedding'], ["metaxy_provenance__embedding"]) AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    SHA256(
+      'mxs1|s9:embedding' || COALESCE(
+        CAST(STRLEN("metaxy_provenance__embedding") AS TEXT) || ':' || "metaxy_provenance__embedding",
+        '~'
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"

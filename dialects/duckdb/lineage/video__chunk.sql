@@ -1,0 +1,105 @@
+-- metaxy-sql resolve: video/chunk
+-- feature_version: 876a49f0e1a16a9a4e06975c2f5207fb
+-- field frames (code_version 1, field_version b4b5a7b362f8cb1be036d5c79add72c1) <- video/full.frames
+-- dialect: duckdb; digest: sha256
+WITH "upstream__video__full" AS (
+  SELECT
+    "sample_uid",
+    "metaxy_data_version_by_field"['frames'] AS "metaxy_data_version__frames"
+  FROM "video__full"
+  WHERE
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
+), "expected" AS (
+  SELECT
+    "upstream__video__full"."sample_uid",
+    SUBSTRING(
+      SHA256(
+        'mxs1|f6:frames1:110:video/full6:frames' || COALESCE(
+          CAST(STRLEN("upstream__video__full"."metaxy_data_version__frames") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__frames",
+          '~'
+        )
+      ),
+      1,
+      32
+    ) AS "metaxy_provenance__frames"
+  FROM "upstream__video__full"
+), "current" AS (
+  SELECT
+    "sample_uid",
+    "chunk_id",
+    "metaxy_provenance_by_field"['frames'] AS "metaxy_provenance__frames"
+  FROM "video__chunk"
+  WHERE
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
+), "increment" AS (
+  SELECT
+    CASE WHEN COUNT("current"."sample_uid") = 0 THEN 'new' ELSE 'stale' END AS "metaxy_status",
+    "expected"."sample_uid" AS "sample_uid",
+    NULL AS "chunk_id",
+    "expected"."metaxy_provenance__frames" AS "metaxy_provenance__frames",
+    CASE
+      WHEN COUNT("current"."sample_uid") = 0
+      THEN CAST([] AS TEXT[])
+      ELSE CAST(LIST_FILTER(
+        [
+          CASE
+            WHEN MAX(
+              CASE
+                WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+                OR "current"."metaxy_provenance__frames" IS NULL
+                THEN 1
+                ELSE 0
+              END
+            ) = 1
+            THEN 'frames'
+          END
+        ],
+        LAMBDA "x" : NOT "x" IS NULL
+      ) AS TEXT[])
+    END AS "metaxy_changed_fields"
+  FROM "expected"
+  LEFT JOIN "current"
+    ON "expected"."sample_uid" = "current"."sample_uid"
+  GROUP BY
+    "expected"."sample_uid",
+    "expected"."metaxy_provenance__frames"
+  HAVING
+    COUNT("current"."sample_uid") = 0
+    OR MAX(
+      CASE
+        WHEN "expected"."metaxy_provenance__frames" <> "current"."metaxy_provenance__frames"
+        OR "current"."metaxy_provenance__frames" IS NULL
+        THEN 1
+        ELSE 0
+      END
+    ) = 1
+  UNION ALL
+  SELECT
+    'orphaned' AS "metaxy_status",
+    "current"."sample_uid",
+    "current"."chunk_id",
+    "current"."metaxy_provenance__frames",
+    CAST([] AS TEXT[]) AS "metaxy_changed_fields"
+  FROM "current"
+  LEFT JOIN "expected"
+    ON "current"."sample_uid" = "expected"."sample_uid"
+  WHERE
+    "expected"."sample_uid" IS NULL
+)
+SELECT
+  "metaxy_status",
+  "sample_uid",
+  "chunk_id",
+  MAP(['frames'], ["metaxy_provenance__frames"]) AS "metaxy_provenance_by_field",
+  SUBSTRING(
+    SHA256(
+      'mxs1|s6:frames' || COALESCE(
+        CAST(STRLEN("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
+        '~'
+      )
+    ),
+    1,
+    32
+  ) AS "metaxy_provenance",
+  "metaxy_changed_fields"
+FROM "increment"

@@ -1,0 +1,167 @@
+"""User predicates (dependency filters, partial resolution): parsed and checked with sqlglot.
+
+A predicate is a boolean expression over columns and literals: comparisons, ``AND``/``OR``/
+``NOT``, ``IN (literals)``, ``BETWEEN``, ``LIKE``, ``IS [NOT] NULL`` and arithmetic. Anything
+else (function calls, subqueries, casts, several statements) is rejected; the parsed tree, with
+every column re-quoted, is what the SQL builder embeds, never the user's text.
+
+>>> print(predicate_sql(parse_filter("duration > 1.0 AND path LIKE 'v1%'", "a filter")))
+"duration" > 1.0 AND "path" LIKE 'v1%'
+>>> parse_filter("lower(path) = 'x'", "the filter")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+metaxy_sql.errors.DefinitionError: the filter (...): Lower is not allowed; use only columns, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from metaxy_sql.errors import DefinitionError
+
+_ALLOWED: tuple[type[exp.Expr], ...] = (
+    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Tuple,
+    exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
+    exp.In, exp.Between, exp.Like, exp.ILike, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg,
+)
+_BOOLEAN: tuple[type[exp.Expr], ...] = (
+    exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
+    exp.In, exp.Between, exp.Like, exp.ILike, exp.Boolean,
+)
+_HINT = ("use only columns, literals, comparisons, AND/OR/NOT, IN (...), BETWEEN, LIKE, "
+         "IS NULL and arithmetic")
+
+
+@lru_cache(maxsize=512)
+def _parse(text: str) -> exp.Expr:
+    statements = sqlglot.parse(text)
+    if len(statements) != 1 or statements[0] is None:
+        raise ValueError("give exactly one expression (no ';')")
+    return statements[0]
+
+
+def parse_filter(text: str, what: str) -> exp.Expr:
+    """Parse and check one predicate; ``what`` names it in errors (feature and role).
+
+    Returns a fresh copy of the checked tree with every column unqualified and quoted.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise DefinitionError(f"{what}: a predicate must be a non-empty SQL string")
+    try:
+        tree = _parse(text)
+    except (ParseError, ValueError) as e:
+        raise DefinitionError(f"{what} ({text!r}) does not parse: {e}") from None
+    root = tree.unnest() if isinstance(tree, exp.Paren) else tree
+    if not isinstance(root, _BOOLEAN):
+        raise DefinitionError(f"{what} ({text!r}) is not a boolean expression; write a "
+                              "comparison such as \"duration > 1.0\"")
+    for node in tree.walk():
+        if not isinstance(node, _ALLOWED):
+            raise DefinitionError(
+                f"{what} ({text!r}): {type(node).__name__} is not allowed; {_HINT}")
+        if isinstance(node, exp.In) and node.args.get("query") is not None:
+            raise DefinitionError(f"{what} ({text!r}): IN takes literals only; {_HINT}")
+        if isinstance(node, exp.Column) and node.table:
+            raise DefinitionError(
+                f"{what} ({text!r}): write {node.name!r} without a table qualifier")
+    return _requote(tree)
+
+
+def _requote(tree: exp.Expr) -> exp.Expr:
+    tree = tree.copy()
+    for column in list(tree.find_all(exp.Column)):
+        column.replace(exp.column(column.name, quoted=True))
+    return tree
+
+
+def columns_of(predicate: exp.Expr) -> set[str]:
+    """Column names a checked predicate reads."""
+    return {c.name for c in predicate.find_all(exp.Column)}
+
+
+def check_columns(predicate: exp.Expr, text: str, available: Iterable[str], what: str,
+                  fix: str) -> None:
+    """Every column the predicate reads must be in ``available``."""
+    known = set(available)
+    unknown = sorted(columns_of(predicate) - known)
+    if unknown:
+        raise DefinitionError(f"{what} ({text!r}) reads unknown columns {unknown}; {fix} "
+                              f"(available: {sorted(known)})")
+
+
+def qualify(predicate: exp.Expr, table: str) -> exp.Expr:
+    """The predicate with every column qualified by ``table`` (quoted)."""
+    tree = predicate.copy()
+    for column in list(tree.find_all(exp.Column)):
+        column.replace(exp.column(column.name, table=table, quoted=True))
+    return tree
+
+
+def literal(value: Any) -> exp.Expr:
+    """A SQL literal of an id value (strings and integers; booleans and floats refused)."""
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return exp.Literal.number(value)
+    raise TypeError(type(value).__name__)
+
+
+def ids_predicate(id_columns: Sequence[str], ids: Sequence[Any], feature: str) -> exp.Expr:
+    """``ids IN (...)`` from an explicit id list (scalars for one id column, else mappings)."""
+    rows: list[list[exp.Expr]] = []
+    try:
+        for item in ids:
+            if isinstance(item, dict):
+                rows.append([literal(item[c]) for c in id_columns])
+            elif isinstance(item, tuple | list):
+                if len(item) != len(id_columns):
+                    raise KeyError(item)
+                rows.append([literal(v) for v in item])
+            elif len(id_columns) == 1:
+                rows.append([literal(item)])
+            else:
+                raise KeyError(item)
+    except (KeyError, TypeError) as e:
+        raise DefinitionError(
+            f"feature {feature!r}: ids= must list id values of {list(id_columns)} (a scalar per "
+            f"id for one id column, else a dict or tuple per id); got {e}") from None
+    if not rows:
+        return exp.false()
+    if len(id_columns) == 1:
+        return exp.In(this=exp.column(id_columns[0], quoted=True),
+                      expressions=[r[0] for r in rows])
+    return exp.or_(*[exp.and_(*[
+        exp.EQ(this=exp.column(c, quoted=True), expression=v) for c, v in zip(id_columns, r,
+                                                                              strict=True)])
+        for r in rows])
+
+
+def predicate_sql(predicate: exp.Expr) -> str:
+    """Neutral rendering, for docs and messages."""
+    return predicate.sql(identify=True)
+
+
+def subset_predicate(feature: str, grain: Sequence[str], where: str | None,
+                     ids: Sequence[Any] | None) -> exp.Expr | None:
+    """The partial-resolution predicate of ``resolve_update(where=..., ids=...)`` (both AND-ed),
+    over the increment's grain columns only (they exist on every side of the statement)."""
+    parts: list[exp.Expr] = []
+    if where is not None:
+        what = f"feature {feature!r}: where="
+        pred = parse_filter(where, what)
+        check_columns(pred, where, grain, what,
+                      "partial resolution filters on the increment's id columns")
+        parts.append(pred)
+    if ids is not None:
+        if isinstance(ids, str | bytes | dict):
+            raise DefinitionError(f"feature {feature!r}: ids= takes a list of ids, e.g. ['v1']")
+        parts.append(ids_predicate(grain, list(ids), feature))
+    if not parts:
+        return None
+    return exp.and_(*[exp.paren(p, copy=False) if isinstance(p, exp.Or) else p for p in parts])
