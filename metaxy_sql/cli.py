@@ -121,15 +121,22 @@ def graph_cmd(obj: _Context, fmt: str) -> None:
               help="Write every feature's SQL for every dialect to "
                    "DIR/<dialect>/<example>/<feature>.sql (the reviewed golden files).")
 @click.option("--ddl", is_flag=True,
-              help="Print the CREATE VIEW of FEATURE's increment (what materialize runs).")
+              help="Print the CREATE VIEW of FEATURE's increment (what materialize runs); with "
+                   "--cluster, the feature tables' DDL for a ClickHouse cluster.")
+@click.option("--cluster", metavar="NAME",
+              help="With --ddl: ON CLUSTER DDL of FEATURE's table (every feature's without "
+                   "FEATURE): a ReplicatedMergeTree <table>__local on each node and a "
+                   "Distributed <table> sharded by the id columns. Implies --dialect clickhouse.")
 @click.pass_obj
 def render(obj: _Context, feature: str | None, dialect: str, algorithm: str,
-           golden: Path | None, ddl: bool) -> None:
+           golden: Path | None, ddl: bool, cluster: str | None) -> None:
     """Print the one resolve statement of FEATURE, exactly as the store runs it.
 
     \b
     Regenerate the golden SQL of the bundled example:
       metaxy-sql -e metaxy_sql.examples.seed render --golden dialects
+    DDL for a ClickHouse cluster named prod:
+      metaxy-sql -e metaxy_sql.examples.seed render --ddl --cluster prod
     """
     config = obj.config()
     g = load_graph(config)
@@ -137,6 +144,14 @@ def render(obj: _Context, feature: str | None, dialect: str, algorithm: str,
         example = config.entrypoints[-1].rsplit(".", 1)[-1]
         for path in write_golden(golden, example, g):
             click.echo(f"wrote {path}")
+        return
+    if cluster is not None:
+        if not ddl:
+            raise click.UsageError("--cluster goes with --ddl")
+        from metaxy_sql.ddl import render_ddl
+
+        keys = [feature] if feature else list(g.keys)
+        click.echo(render_ddl(g, keys, get_dialect("clickhouse"), cluster), nl=False)
         return
     if feature is None:
         raise click.UsageError("give a FEATURE (or --golden DIR)")

@@ -45,3 +45,16 @@ def test_cluster_is_clickhouse_only() -> None:
         assert "--cluster is for ClickHouse" in str(e)
     else:
         raise AssertionError("expected UnsupportedByDialectError")
+
+
+def test_cli_render_ddl_cluster() -> None:
+    from click.testing import CliRunner
+
+    from metaxy_sql.cli import cli
+
+    result = CliRunner().invoke(cli, ["-e", "metaxy_sql.examples.seed", "render", "--ddl",
+                                      "--cluster", "prod"])
+    assert result.exit_code == 0, result.output
+    expected = render_ddl(seed.graph, list(seed.graph.keys), get_dialect("clickhouse"), "prod")
+    assert result.output == expected
+    assert result.output.count("ON CLUSTER") == 2 * len(seed.graph.keys)
