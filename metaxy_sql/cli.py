@@ -185,12 +185,15 @@ def _read_samples(path: Path) -> pa.Table:
               help="Root features: the current sample set (.parquet or .jsonl) with the id "
                    "columns and metaxy_provenance_by_field.")
 @click.option("--sql", "show_sql", is_flag=True, help="Print the statement that ran.")
+@click.option("--where", help="Partial resolution: a predicate over the id columns, e.g. "
+                              "\"sample_uid LIKE 'v1%'\" (checked with sqlglot).")
 @click.pass_obj
 def resolve(obj: _Context, feature: str, show: str | None, limit: int, samples: Path | None,
-            show_sql: bool) -> None:
+            show_sql: bool, where: str | None) -> None:
     """Count the new, stale and orphaned samples of FEATURE (computed in the engine)."""
     with obj.store(None) as store:
-        inc = store.resolve_update(feature, samples=_read_samples(samples) if samples else None)
+        inc = store.resolve_update(feature, samples=_read_samples(samples) if samples else None,
+                                   where=where)
         counts = inc.counts()
         click.echo(f"{feature}: new {counts['new']}, stale {counts['stale']}, "
                    f"orphaned {counts['orphaned']}")

@@ -60,6 +60,9 @@ def test_config_file_store_resolve_and_status(runner: CliRunner, tmp_path: Path)
     assert len(lines) == 3 and json.loads(lines[1])["sample_uid"] == "v0"
     status = run(runner, "status")
     assert "video/full" in status and "transcript/whisper" in status
+    partial = run(runner, "resolve", "video/full", "--samples", "samples.parquet",
+                  "--where", "sample_uid IN ('v0', 'v2')")
+    assert partial.splitlines()[0] == "video/full: new 2, stale 0, orphaned 0"
 
 
 def test_status_after_demo(runner: CliRunner) -> None:
