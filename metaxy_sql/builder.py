@@ -36,11 +36,7 @@ def ids_equal(left: str, right: str, ids: Sequence[str]) -> exp.Expr:
 # -- canonical hash inputs, mirrored from metaxy_sql.hashing ---------------------------------
 def token(d: Dialect, value: exp.Expr) -> exp.Expr:
     """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
-    present = exp.DPipe(
-        this=exp.DPipe(this=d.int_to_text(d.byte_length(value)), expression=lit(":")),
-        expression=value.copy(),
-    )
-    return exp.Coalesce(this=present, expressions=[lit(hashing.ABSENT)])
+    return d.value_token(value)
 
 
 def concat(parts: Sequence[exp.Expr]) -> exp.Expr:
@@ -62,12 +58,13 @@ def _is_str(e: exp.Expr) -> bool:
 
 
 def field_provenance_expr(
-    d: Dialect, f: FieldPlan, value_of: Mapping[tuple[str, str], exp.Expr],
+    d: Dialect, f: FieldPlan, token_of: Mapping[tuple[str, str], exp.Expr],
     algorithm: HashAlgorithm,
 ) -> exp.Expr:
+    """Expected provenance of field ``f`` from its parents' data-version *tokens*."""
     parts: list[exp.Expr] = [lit(hashing.field_provenance_prefix(f.key, f.code_version))]
     for parent in f.parents:
-        parts += [lit(hashing.parent_label(*parent)), token(d, value_of[parent])]
+        parts += [lit(hashing.parent_label(*parent)), token_of[parent]]
     return d.digest(concat(parts), algorithm)
 
 
@@ -135,7 +132,7 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
     keys = u.keys or plan.id_columns
     if u.relation in missing:
         source = None if plan.table in missing else plan.table
-        return _empty(d, keys, [*[names.data_version_column(f) for f in u.fields],
+        return _empty(d, keys, [*[names.data_version_token_column(f) for f in u.fields],
                                 *[t for _, t in u.carried]], source)
     if u.is_samples:
         select = exp.select(
@@ -155,8 +152,8 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
                       - {t for _, t in u.carried})
     read = [names.DATA_VERSION_BY_FIELD, *sorted(set(filtered) | {c for c, _ in u.carried})]
     select = latest_rows(u.relation, ids, read, [
-        *[exp.alias_(d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
-                     names.data_version_column(f), quoted=True) for f in u.fields],
+        *[exp.alias_(d.map_token(col(names.DATA_VERSION_BY_FIELD), f),
+                     names.data_version_token_column(f), quoted=True) for f in u.fields],
         *carried, *[col(c) for c in filtered]], dialect=d)
     for p in [*preds, *([subset] if subset is not None else [])]:
         select = select.where(p.copy())
@@ -185,9 +182,9 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
         members = members.where(p.copy())
     return exp.select(
         *[col(c) for c in u.keys],
-        *[exp.alias_(d.digest(concat([lit(hashing.GROUP_TAG), d.ordered_concat(
-            col(names.member_entry_column(f)))]), algorithm),
-            names.data_version_column(f), quoted=True) for f in u.fields],
+        *[exp.alias_(token(d, d.digest(concat([lit(hashing.GROUP_TAG), d.ordered_concat(
+            col(names.member_entry_column(f)))]), algorithm)),
+            names.data_version_token_column(f), quoted=True) for f in u.fields],
     ).from_(members.subquery(names.MEMBERS, copy=False)).group_by(*[col(c) for c in u.keys])
 
 
@@ -199,14 +196,17 @@ def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> ex
             *[col(c, first.cte) for c in plan.id_columns],
             *[col(names.provenance_column(f), first.cte) for f in plan.field_keys],
         ).from_(table_ref(first.cte))
-    value_of = {
-        (u.feature, f): col(names.data_version_column(f), u.cte)
+    # An optional parent that is absent (LEFT JOIN) has NULL tokens: encoded as absent.
+    token_of: dict[tuple[str, str], exp.Expr] = {
+        (u.feature, f): (exp.Coalesce(this=col(names.data_version_token_column(f), u.cte),
+                                      expressions=[lit(hashing.ABSENT)]) if u.optional
+                         else col(names.data_version_token_column(f), u.cte))
         for u in plan.upstreams for f in u.fields
     }
     select = exp.select(
         *[col(c, first.cte) for c in keys],
         *[
-            exp.alias_(field_provenance_expr(d, f, value_of, algorithm),
+            exp.alias_(field_provenance_expr(d, f, token_of, algorithm),
                        names.provenance_column(f.key), quoted=True)
             for f in plan.fields
         ],

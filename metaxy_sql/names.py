@@ -82,6 +82,12 @@ def provenance_column(field_key: str) -> str:
     return f"{PROVENANCE}__{field_key}"
 
 
+def data_version_token_column(field_key: str) -> str:
+    """Per-field upstream data version inside an upstream CTE, already encoded as a hash-input
+    token (``hashing.encode``): ``<byte length>:<value>``, or ``~`` when absent."""
+    return f"metaxy_dv_token__{field_key}"
+
+
 def data_version_column(field_key: str) -> str:
     """Per-field upstream data version column inside an upstream CTE."""
     return f"{DATA_VERSION}__{field_key}"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
-from metaxy_sql.hashing import DIGEST_HEX_CHARS, HashAlgorithm
+from metaxy_sql.hashing import ABSENT, DIGEST_HEX_CHARS, HashAlgorithm
 from metaxy_sql.names import ROW_NUMBER
 
 
@@ -73,6 +73,19 @@ class Dialect:
     def typed_null(self, sql_type: str) -> exp.Expr:
         """A NULL of type ``sql_type`` (columns of the empty stand-in relations)."""
         return exp.Cast(this=exp.Null(), to=self.type_(sql_type))
+
+    def value_token(self, value: exp.Expr) -> exp.Expr:
+        """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
+        present = exp.DPipe(
+            this=exp.DPipe(this=self.int_to_text(self.byte_length(value)), expression=lit(":")),
+            expression=value.copy(),
+        )
+        return exp.Coalesce(this=present, expressions=[lit(ABSENT)])
+
+    def map_token(self, mapping: exp.Expr, key: str) -> exp.Expr:
+        """The hash-input token of ``mapping[key]`` (``~`` when the key is absent)."""
+        # Parenthesized: Postgres gives ``||`` and ``->>`` the same precedence.
+        return self.value_token(exp.paren(self.map_get(mapping, key), copy=False))
 
     # -- per-field maps ---------------------------------------------------------------------
     def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:

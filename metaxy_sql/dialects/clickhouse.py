@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from metaxy_sql import names
 from metaxy_sql.dialects.base import Dialect, call, lit
-from metaxy_sql.hashing import HashAlgorithm
+from metaxy_sql.hashing import ABSENT, HashAlgorithm
 
 #: Types whose values can be wrapped in ``Nullable(...)`` (composite types cannot).
 _COMPOSITE = ("Array(", "Map(", "Tuple(", "Nullable(", "LowCardinality(")
@@ -73,6 +73,17 @@ class ClickHouseDialect(Dialect):
             this=call("mapContains", mapping, lit(key)),
             true=exp.Bracket(this=mapping, expressions=[lit(key)]),
             false=exp.Null(),
+        )
+
+    def map_token(self, mapping: exp.Expr, key: str) -> exp.Expr:
+        # Built from the map without a Nullable intermediate: hashing a Nullable(String) token
+        # costs ~3x the plain String one (1.0 s vs 0.36 s per 1M rows, chdb 26.9).
+        value = exp.Bracket(this=mapping, expressions=[lit(key)])
+        return exp.If(
+            this=call("mapContains", mapping.copy(), lit(key)),
+            true=call("concat", call("toString", call("length", value)), lit(":"),
+                      value.copy()),
+            false=lit(ABSENT),
         )
 
     def map_build(self, pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:

@@ -5,15 +5,30 @@
 WITH "upstream__audio__utterance" AS (
   SELECT
     "speaker_id",
-    SUBSTRING(
-      lower(
-        hex(
-          SHA256('mxs1|g' || arrayStringConcat(arraySort(groupArray("metaxy_member__audio"))))
+    COALESCE(
+      toString(
+        length(
+          SUBSTRING(
+            lower(
+              hex(
+                SHA256('mxs1|g' || arrayStringConcat(arraySort(groupArray("metaxy_member__audio"))))
+              )
+            ),
+            1,
+            32
+          )
         )
+      ) || ':' || SUBSTRING(
+        lower(
+          hex(
+            SHA256('mxs1|g' || arrayStringConcat(arraySort(groupArray("metaxy_member__audio"))))
+          )
+        ),
+        1,
+        32
       ),
-      1,
-      32
-    ) AS "metaxy_data_version__audio"
+      '~'
+    ) AS "metaxy_dv_token__audio"
   FROM (
     SELECT
       "speaker_id",
@@ -65,10 +80,7 @@ WITH "upstream__audio__utterance" AS (
       lower(
         hex(
           SHA256(
-            'mxs1|f9:embedding1:115:audio/utterance5:audio' || COALESCE(
-              toString(length("upstream__audio__utterance"."metaxy_data_version__audio")) || ':' || "upstream__audio__utterance"."metaxy_data_version__audio",
-              '~'
-            )
+            'mxs1|f9:embedding1:115:audio/utterance5:audio' || "upstream__audio__utterance"."metaxy_dv_token__audio"
           )
         )
       ),

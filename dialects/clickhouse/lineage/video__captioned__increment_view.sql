@@ -7,15 +7,19 @@ CREATE OR REPLACE VIEW "video__captioned__increment" AS
 WITH "upstream__subtitles__raw" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version__text"
+    "metaxy_dv_token__text"
   FROM (
     SELECT
       "sample_uid",
       CASE
         WHEN mapContains("metaxy_data_version_by_field", 'text')
-        THEN "metaxy_data_version_by_field"['text']
-        ELSE NULL
-      END AS "metaxy_data_version__text",
+        THEN concat(
+          toString(length("metaxy_data_version_by_field"['text'])),
+          ':',
+          "metaxy_data_version_by_field"['text']
+        )
+        ELSE '~'
+      END AS "metaxy_dv_token__text",
       "metaxy_deleted"
     FROM "subtitles__raw"
     ORDER BY
@@ -30,21 +34,29 @@ WITH "upstream__subtitles__raw" AS (
 ), "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version__audio",
-    "metaxy_data_version__frames"
+    "metaxy_dv_token__audio",
+    "metaxy_dv_token__frames"
   FROM (
     SELECT
       "sample_uid",
       CASE
         WHEN mapContains("metaxy_data_version_by_field", 'audio')
-        THEN "metaxy_data_version_by_field"['audio']
-        ELSE NULL
-      END AS "metaxy_data_version__audio",
+        THEN concat(
+          toString(length("metaxy_data_version_by_field"['audio'])),
+          ':',
+          "metaxy_data_version_by_field"['audio']
+        )
+        ELSE '~'
+      END AS "metaxy_dv_token__audio",
       CASE
         WHEN mapContains("metaxy_data_version_by_field", 'frames')
-        THEN "metaxy_data_version_by_field"['frames']
-        ELSE NULL
-      END AS "metaxy_data_version__frames",
+        THEN concat(
+          toString(length("metaxy_data_version_by_field"['frames'])),
+          ':',
+          "metaxy_data_version_by_field"['frames']
+        )
+        ELSE '~'
+      END AS "metaxy_dv_token__frames",
       "metaxy_deleted"
     FROM "video__full"
     ORDER BY
@@ -63,16 +75,7 @@ WITH "upstream__subtitles__raw" AS (
       lower(
         hex(
           SHA256(
-            'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE(
-              toString(length("upstream__subtitles__raw"."metaxy_data_version__text")) || ':' || "upstream__subtitles__raw"."metaxy_data_version__text",
-              '~'
-            ) || '10:video/full5:audio' || COALESCE(
-              toString(length("upstream__video__full"."metaxy_data_version__audio")) || ':' || "upstream__video__full"."metaxy_data_version__audio",
-              '~'
-            ) || '10:video/full6:frames' || COALESCE(
-              toString(length("upstream__video__full"."metaxy_data_version__frames")) || ':' || "upstream__video__full"."metaxy_data_version__frames",
-              '~'
-            )
+            'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE("upstream__subtitles__raw"."metaxy_dv_token__text", '~') || '10:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio" || '10:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames"
           )
         )
       ),

@@ -7,15 +7,19 @@ CREATE OR REPLACE VIEW "transcript__whisper__increment" AS
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version__audio"
+    "metaxy_dv_token__audio"
   FROM (
     SELECT
       "sample_uid",
       CASE
         WHEN mapContains("metaxy_data_version_by_field", 'audio')
-        THEN "metaxy_data_version_by_field"['audio']
-        ELSE NULL
-      END AS "metaxy_data_version__audio",
+        THEN concat(
+          toString(length("metaxy_data_version_by_field"['audio'])),
+          ':',
+          "metaxy_data_version_by_field"['audio']
+        )
+        ELSE '~'
+      END AS "metaxy_dv_token__audio",
       "metaxy_deleted"
     FROM "video__full"
     ORDER BY
@@ -34,10 +38,7 @@ WITH "upstream__video__full" AS (
       lower(
         hex(
           SHA256(
-            'mxs1|f4:text1:110:video/full5:audio' || COALESCE(
-              toString(length("upstream__video__full"."metaxy_data_version__audio")) || ':' || "upstream__video__full"."metaxy_data_version__audio",
-              '~'
-            )
+            'mxs1|f4:text1:110:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio"
           )
         )
       ),

@@ -7,15 +7,19 @@ CREATE OR REPLACE VIEW "video__face_crop__increment" AS
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version__frames"
+    "metaxy_dv_token__frames"
   FROM (
     SELECT
       "sample_uid",
       CASE
         WHEN mapContains("metaxy_data_version_by_field", 'frames')
-        THEN "metaxy_data_version_by_field"['frames']
-        ELSE NULL
-      END AS "metaxy_data_version__frames",
+        THEN concat(
+          toString(length("metaxy_data_version_by_field"['frames'])),
+          ':',
+          "metaxy_data_version_by_field"['frames']
+        )
+        ELSE '~'
+      END AS "metaxy_dv_token__frames",
       "metaxy_deleted"
     FROM "video__full"
     ORDER BY
@@ -34,10 +38,7 @@ WITH "upstream__video__full" AS (
       lower(
         hex(
           SHA256(
-            'mxs1|f6:frames1:110:video/full6:frames' || COALESCE(
-              toString(length("upstream__video__full"."metaxy_data_version__frames")) || ':' || "upstream__video__full"."metaxy_data_version__frames",
-              '~'
-            )
+            'mxs1|f6:frames1:110:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames"
           )
         )
       ),

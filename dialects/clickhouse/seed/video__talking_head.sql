@@ -5,15 +5,19 @@
 WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version__text"
+    "metaxy_dv_token__text"
   FROM (
     SELECT
       "sample_uid",
       CASE
         WHEN mapContains("metaxy_data_version_by_field", 'text')
-        THEN "metaxy_data_version_by_field"['text']
-        ELSE NULL
-      END AS "metaxy_data_version__text",
+        THEN concat(
+          toString(length("metaxy_data_version_by_field"['text'])),
+          ':',
+          "metaxy_data_version_by_field"['text']
+        )
+        ELSE '~'
+      END AS "metaxy_dv_token__text",
       "metaxy_deleted"
     FROM "transcript__whisper"
     ORDER BY
@@ -28,15 +32,19 @@ WITH "upstream__transcript__whisper" AS (
 ), "upstream__video__face_crop" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version__frames"
+    "metaxy_dv_token__frames"
   FROM (
     SELECT
       "sample_uid",
       CASE
         WHEN mapContains("metaxy_data_version_by_field", 'frames')
-        THEN "metaxy_data_version_by_field"['frames']
-        ELSE NULL
-      END AS "metaxy_data_version__frames",
+        THEN concat(
+          toString(length("metaxy_data_version_by_field"['frames'])),
+          ':',
+          "metaxy_data_version_by_field"['frames']
+        )
+        ELSE '~'
+      END AS "metaxy_dv_token__frames",
       "metaxy_deleted"
     FROM "video__face_crop"
     ORDER BY
@@ -55,13 +63,7 @@ WITH "upstream__transcript__whisper" AS (
       lower(
         hex(
           SHA256(
-            'mxs1|f4:clip1:118:transcript/whisper4:text' || COALESCE(
-              toString(length("upstream__transcript__whisper"."metaxy_data_version__text")) || ':' || "upstream__transcript__whisper"."metaxy_data_version__text",
-              '~'
-            ) || '15:video/face_crop6:frames' || COALESCE(
-              toString(length("upstream__video__face_crop"."metaxy_data_version__frames")) || ':' || "upstream__video__face_crop"."metaxy_data_version__frames",
-              '~'
-            )
+            'mxs1|f4:clip1:118:transcript/whisper4:text' || "upstream__transcript__whisper"."metaxy_dv_token__text" || '15:video/face_crop6:frames' || "upstream__video__face_crop"."metaxy_dv_token__frames"
           )
         )
       ),

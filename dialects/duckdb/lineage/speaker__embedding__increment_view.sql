@@ -7,15 +7,28 @@ CREATE OR REPLACE VIEW "speaker__embedding__increment" AS
 WITH "upstream__audio__utterance" AS (
   SELECT
     "speaker_id",
-    SUBSTRING(
-      SHA256(
-        'mxs1|g' || LISTAGG("metaxy_member__audio", ''
-        ORDER BY
-          "metaxy_member__audio")
+    COALESCE(
+      CAST(STRLEN(
+        SUBSTRING(
+          SHA256(
+            'mxs1|g' || LISTAGG("metaxy_member__audio", ''
+            ORDER BY
+              "metaxy_member__audio")
+          ),
+          1,
+          32
+        )
+      ) AS TEXT) || ':' || SUBSTRING(
+        SHA256(
+          'mxs1|g' || LISTAGG("metaxy_member__audio", ''
+          ORDER BY
+            "metaxy_member__audio")
+        ),
+        1,
+        32
       ),
-      1,
-      32
-    ) AS "metaxy_data_version__audio"
+      '~'
+    ) AS "metaxy_dv_token__audio"
   FROM (
     SELECT
       "speaker_id",
@@ -45,10 +58,7 @@ WITH "upstream__audio__utterance" AS (
     "upstream__audio__utterance"."speaker_id",
     SUBSTRING(
       SHA256(
-        'mxs1|f9:embedding1:115:audio/utterance5:audio' || COALESCE(
-          CAST(STRLEN("upstream__audio__utterance"."metaxy_data_version__audio") AS TEXT) || ':' || "upstream__audio__utterance"."metaxy_data_version__audio",
-          '~'
-        )
+        'mxs1|f9:embedding1:115:audio/utterance5:audio' || "upstream__audio__utterance"."metaxy_dv_token__audio"
       ),
       1,
       32

@@ -5,15 +5,36 @@
 WITH "upstream__subtitles__raw" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field"['text'] AS "metaxy_data_version__text"
+    COALESCE(
+      CAST(STRLEN((
+        "metaxy_data_version_by_field"['text']
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field"['text']
+      ),
+      '~'
+    ) AS "metaxy_dv_token__text"
   FROM "subtitles__raw"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field"['audio'] AS "metaxy_data_version__audio",
-    "metaxy_data_version_by_field"['frames'] AS "metaxy_data_version__frames"
+    COALESCE(
+      CAST(STRLEN((
+        "metaxy_data_version_by_field"['audio']
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field"['audio']
+      ),
+      '~'
+    ) AS "metaxy_dv_token__audio",
+    COALESCE(
+      CAST(STRLEN((
+        "metaxy_data_version_by_field"['frames']
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field"['frames']
+      ),
+      '~'
+    ) AS "metaxy_dv_token__frames"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -22,16 +43,7 @@ WITH "upstream__subtitles__raw" AS (
     "upstream__video__full"."sample_uid",
     SUBSTRING(
       SHA256(
-        'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE(
-          CAST(STRLEN("upstream__subtitles__raw"."metaxy_data_version__text") AS TEXT) || ':' || "upstream__subtitles__raw"."metaxy_data_version__text",
-          '~'
-        ) || '10:video/full5:audio' || COALESCE(
-          CAST(STRLEN("upstream__video__full"."metaxy_data_version__audio") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__audio",
-          '~'
-        ) || '10:video/full6:frames' || COALESCE(
-          CAST(STRLEN("upstream__video__full"."metaxy_data_version__frames") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__frames",
-          '~'
-        )
+        'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE("upstream__subtitles__raw"."metaxy_dv_token__text", '~') || '10:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio" || '10:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames"
       ),
       1,
       32

@@ -7,7 +7,14 @@ CREATE OR REPLACE VIEW "video__face_crop__increment" AS
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field"['frames'] AS "metaxy_data_version__frames"
+    COALESCE(
+      CAST(STRLEN((
+        "metaxy_data_version_by_field"['frames']
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field"['frames']
+      ),
+      '~'
+    ) AS "metaxy_dv_token__frames"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -16,10 +23,7 @@ WITH "upstream__video__full" AS (
     "upstream__video__full"."sample_uid",
     SUBSTRING(
       SHA256(
-        'mxs1|f6:frames1:110:video/full6:frames' || COALESCE(
-          CAST(STRLEN("upstream__video__full"."metaxy_data_version__frames") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__frames",
-          '~'
-        )
+        'mxs1|f6:frames1:110:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames"
       ),
       1,
       32

@@ -5,14 +5,28 @@
 WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field"['text'] AS "metaxy_data_version__text"
+    COALESCE(
+      CAST(STRLEN((
+        "metaxy_data_version_by_field"['text']
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field"['text']
+      ),
+      '~'
+    ) AS "metaxy_dv_token__text"
   FROM "transcript__whisper"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__face_crop" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field"['frames'] AS "metaxy_data_version__frames"
+    COALESCE(
+      CAST(STRLEN((
+        "metaxy_data_version_by_field"['frames']
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field"['frames']
+      ),
+      '~'
+    ) AS "metaxy_dv_token__frames"
   FROM "video__face_crop"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -21,13 +35,7 @@ WITH "upstream__transcript__whisper" AS (
     "upstream__transcript__whisper"."sample_uid",
     SUBSTRING(
       SHA256(
-        'mxs1|f4:clip1:118:transcript/whisper4:text' || COALESCE(
-          CAST(STRLEN("upstream__transcript__whisper"."metaxy_data_version__text") AS TEXT) || ':' || "upstream__transcript__whisper"."metaxy_data_version__text",
-          '~'
-        ) || '15:video/face_crop6:frames' || COALESCE(
-          CAST(STRLEN("upstream__video__face_crop"."metaxy_data_version__frames") AS TEXT) || ':' || "upstream__video__face_crop"."metaxy_data_version__frames",
-          '~'
-        )
+        'mxs1|f4:clip1:118:transcript/whisper4:text' || "upstream__transcript__whisper"."metaxy_dv_token__text" || '15:video/face_crop6:frames' || "upstream__video__face_crop"."metaxy_dv_token__frames"
       ),
       1,
       32

@@ -7,17 +7,32 @@ CREATE OR REPLACE VIEW "speaker__embedding__increment" AS
 WITH "upstream__audio__utterance" AS (
   SELECT
     "speaker_id",
-    SUBSTRING(ENCODE(
-      SHA256(
-        CONVERT_TO(
-          'mxs1|g' || STRING_AGG("metaxy_member__audio", ''
-          ORDER BY
-            "metaxy_member__audio" COLLATE "C"),
-          'UTF8'
-        )
-      ),
-      'hex'
-    ) FROM 1 FOR 32) AS "metaxy_data_version__audio"
+    COALESCE(
+      CAST(OCTET_LENGTH(
+        SUBSTRING(ENCODE(
+          SHA256(
+            CONVERT_TO(
+              'mxs1|g' || STRING_AGG("metaxy_member__audio", ''
+              ORDER BY
+                "metaxy_member__audio" COLLATE "C"),
+              'UTF8'
+            )
+          ),
+          'hex'
+        ) FROM 1 FOR 32)
+      ) AS TEXT) || ':' || SUBSTRING(ENCODE(
+        SHA256(
+          CONVERT_TO(
+            'mxs1|g' || STRING_AGG("metaxy_member__audio", ''
+            ORDER BY
+              "metaxy_member__audio" COLLATE "C"),
+            'UTF8'
+          )
+        ),
+        'hex'
+      ) FROM 1 FOR 32),
+      '~'
+    ) AS "metaxy_dv_token__audio"
   FROM (
     SELECT
       "speaker_id",
@@ -48,10 +63,7 @@ WITH "upstream__audio__utterance" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f9:embedding1:115:audio/utterance5:audio' || COALESCE(
-            CAST(OCTET_LENGTH("upstream__audio__utterance"."metaxy_data_version__audio") AS TEXT) || ':' || "upstream__audio__utterance"."metaxy_data_version__audio",
-            '~'
-          ),
+          'mxs1|f9:embedding1:115:audio/utterance5:audio' || "upstream__audio__utterance"."metaxy_dv_token__audio",
           'UTF8'
         )
       ),

@@ -7,15 +7,36 @@ CREATE OR REPLACE VIEW "video__captioned__increment" AS
 WITH "upstream__subtitles__raw" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field" ->> 'text' AS "metaxy_data_version__text"
+    COALESCE(
+      CAST(OCTET_LENGTH((
+        "metaxy_data_version_by_field" ->> 'text'
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field" ->> 'text'
+      ),
+      '~'
+    ) AS "metaxy_dv_token__text"
   FROM "subtitles__raw"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field" ->> 'audio' AS "metaxy_data_version__audio",
-    "metaxy_data_version_by_field" ->> 'frames' AS "metaxy_data_version__frames"
+    COALESCE(
+      CAST(OCTET_LENGTH((
+        "metaxy_data_version_by_field" ->> 'audio'
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field" ->> 'audio'
+      ),
+      '~'
+    ) AS "metaxy_dv_token__audio",
+    COALESCE(
+      CAST(OCTET_LENGTH((
+        "metaxy_data_version_by_field" ->> 'frames'
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field" ->> 'frames'
+      ),
+      '~'
+    ) AS "metaxy_dv_token__frames"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -25,16 +46,7 @@ WITH "upstream__subtitles__raw" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE(
-            CAST(OCTET_LENGTH("upstream__subtitles__raw"."metaxy_data_version__text") AS TEXT) || ':' || "upstream__subtitles__raw"."metaxy_data_version__text",
-            '~'
-          ) || '10:video/full5:audio' || COALESCE(
-            CAST(OCTET_LENGTH("upstream__video__full"."metaxy_data_version__audio") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__audio",
-            '~'
-          ) || '10:video/full6:frames' || COALESCE(
-            CAST(OCTET_LENGTH("upstream__video__full"."metaxy_data_version__frames") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__frames",
-            '~'
-          ),
+          'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE("upstream__subtitles__raw"."metaxy_dv_token__text", '~') || '10:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio" || '10:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames",
           'UTF8'
         )
       ),

@@ -7,7 +7,14 @@ CREATE OR REPLACE VIEW "transcript__whisper__increment" AS
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_data_version_by_field" ->> 'audio' AS "metaxy_data_version__audio"
+    COALESCE(
+      CAST(OCTET_LENGTH((
+        "metaxy_data_version_by_field" ->> 'audio'
+      )) AS TEXT) || ':' || (
+        "metaxy_data_version_by_field" ->> 'audio'
+      ),
+      '~'
+    ) AS "metaxy_dv_token__audio"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -17,10 +24,7 @@ WITH "upstream__video__full" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f4:text1:110:video/full5:audio' || COALESCE(
-            CAST(OCTET_LENGTH("upstream__video__full"."metaxy_data_version__audio") AS TEXT) || ':' || "upstream__video__full"."metaxy_data_version__audio",
-            '~'
-          ),
+          'mxs1|f4:text1:110:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio",
           'UTF8'
         )
       ),
