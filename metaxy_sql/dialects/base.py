@@ -6,10 +6,12 @@ lives in exactly one dialect module, with a comment saying why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
+from metaxy_sql.errors import UnsupportedByDialectError
 from metaxy_sql.hashing import ABSENT, DIGEST_HEX_CHARS, HashAlgorithm
 from metaxy_sql.names import ROW_NUMBER
 
@@ -47,8 +49,38 @@ class Dialect:
     bool_type = "BOOLEAN"
     text_array_type = "TEXT[]"
 
+    #: Column type of a declared user or id column, by Python annotation (default: text).
+    python_types: Mapping[object, str] = {
+        str: "TEXT", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", dt.datetime: "TIMESTAMP",
+    }
+
     def type_(self, sql_type: str) -> exp.DataType:
         return exp.DataType.build(sql_type, dialect=self.sqlglot_dialect)
+
+    def python_type(self, annotation: object) -> str:
+        return self.python_types.get(annotation, self.text_type)
+
+    def nullable_type(self, sql_type: str) -> str:
+        """The type of a column that may hold NULL (columns are nullable by default)."""
+        return sql_type
+
+    # -- DDL of feature tables ----------------------------------------------------------------
+    def column_schema(self, table: exp.Table, columns: Sequence[tuple[str, str]]) -> exp.Schema:
+        """``table (name type, ...)``."""
+        return exp.Schema(this=table, expressions=[
+            exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
+            for name, typ in columns])
+
+    def table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                  id_columns: Sequence[str]) -> list[exp.Expr]:
+        """``CREATE TABLE IF NOT EXISTS`` of a feature table."""
+        return [exp.Create(kind="TABLE", exists=True, this=self.column_schema(table, columns))]
+
+    def cluster_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                          id_columns: Sequence[str], cluster: str) -> list[exp.Expr]:
+        """DDL of a feature table spread over a cluster."""
+        raise UnsupportedByDialectError(
+            f"--cluster is for ClickHouse; {self.name} has no ON CLUSTER DDL (drop --cluster)")
 
     # -- hashing ----------------------------------------------------------------------------
     def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:

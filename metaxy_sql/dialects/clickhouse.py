@@ -10,6 +10,7 @@ CASE WHEN mapContains("m", 'audio') THEN "m"['audio'] ELSE NULL END
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from sqlglot import exp
@@ -31,6 +32,10 @@ class ClickHouseDialect(Dialect):
     timestamp_type = "DateTime64(6, 'UTC')"
     bool_type = "Bool"
     text_array_type = "Array(String)"
+    python_types = {
+        str: "String", int: "Int64", float: "Float64", bool: "Bool",
+        dt.datetime: "DateTime64(6, 'UTC')",
+    }
 
     # Mutations (lightweight DELETE included) reject correlated subqueries (NOT_IMPLEMENTED).
     correlated_delete = False
@@ -163,6 +168,10 @@ class ClickHouseDialect(Dialect):
             return non_nullable(described)
         return described
 
+    def nullable_type(self, sql_type: str) -> str:
+        # ClickHouse columns are NOT NULL unless their type says Nullable(...).
+        return nullable(sql_type)
+
     def create_table_ddl(
         self, table: exp.Table, columns: Sequence[tuple[str, str]], order_by: Sequence[str],
         *, cluster: str | None = None, engine: str | None = None,
@@ -180,22 +189,39 @@ class ClickHouseDialect(Dialect):
                 exp.EQ(this=exp.var(k), expression=exp.Literal.number(v))
                 for k, v in self.table_settings]),
         ]
-        return exp.Create(
-            kind="TABLE", exists=True,
-            this=exp.Schema(this=table, expressions=[
-                exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
-                for name, typ in columns]),
-            properties=exp.Properties(expressions=props),
-        )
+        return exp.Create(kind="TABLE", exists=True, this=self.column_schema(table, columns),
+                          properties=exp.Properties(expressions=props))
+
+    def table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                  id_columns: Sequence[str]) -> list[exp.Expr]:
+        return [self.create_table_ddl(table, columns, id_columns)]
+
+    def cluster_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                          id_columns: Sequence[str], cluster: str) -> list[exp.Expr]:
+        # Every version of a sample must live on one shard (the latest row is picked per id):
+        # a ReplicatedMergeTree <table>__local per node, a Distributed <table> sharded by ids.
+        # https://clickhouse.com/docs/engines/table-engines/special/distributed
+        local = f"{table.name}__local"
+        replicated = (f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{{database}}/{local}', "
+                      "'{replica}')")
+        sharding = call("cityHash64", *[exp.column(c, quoted=True) for c in id_columns])
+        distributed = call("Distributed", lit(cluster), call("currentDatabase"), lit(local),
+                           sharding)
+        local_table = exp.Table(this=exp.to_identifier(local, quoted=True))
+        return [
+            self.create_table_ddl(local_table, columns, id_columns, cluster=cluster,
+                                  engine=replicated),
+            exp.Create(kind="TABLE", exists=True, this=self.column_schema(table, columns),
+                       properties=exp.Properties(expressions=[
+                           exp.OnCluster(this=exp.to_identifier(cluster, quoted=True)),
+                           exp.EngineProperty(this=distributed)])),
+        ]
 
     def temporary_table_ddl(self, table: exp.Table,
                             columns: Sequence[tuple[str, str]]) -> exp.Create:
         """A session-scoped Memory table holding staged rows (invisible to other sessions)."""
         return exp.Create(
-            kind="TABLE",
-            this=exp.Schema(this=table, expressions=[
-                exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
-                for name, typ in columns]),
+            kind="TABLE", this=self.column_schema(table, columns),
             properties=exp.Properties(expressions=[
                 exp.TemporaryProperty(), exp.EngineProperty(this=exp.var("Memory"))]),
         )
