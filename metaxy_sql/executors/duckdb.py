@@ -87,8 +87,8 @@ class DuckDBExecutor:
         return {r[0] for r in rows}
 
     def columns(self, relation: str) -> dict[str, str]:
-        quoted = exp.to_identifier(relation, quoted=True).sql("duckdb")
-        rows = self._run(f"DESCRIBE SELECT * FROM {quoted}").fetchall()
+        describe = exp.Describe(this=exp.select("*").from_(table_ref(relation)))
+        rows = self._run(self.dialect.render(describe, pretty=False)).fetchall()
         return {r[0]: r[1] for r in rows}
 
     def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
