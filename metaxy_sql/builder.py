@@ -449,6 +449,33 @@ def supersede(table: str, staged: str, id_columns: Sequence[str]) -> exp.Update:
         where=exp.and_(exp.Not(this=col(names.SUPERSEDED, table)), exp.Exists(this=sub)))
 
 
+def supersede_older(table: str, staged: str, id_columns: Sequence[str],
+                    d: Dialect) -> exp.Update:
+    """Mark superseded every live row of the staged ids but the newest (after the append).
+
+    The newest row per id is the first in the read order (``metaxy_created_at``, then
+    tombstone, then data version, all descending). Idempotent and convergent: concurrent
+    writers of the same ids, or a rerun after a crash between append and update, end in
+    the same state, because no run ever marks the newest row.
+    """
+    ids = [col(c) for c in id_columns]
+    key = ids[0] if len(ids) == 1 else exp.Tuple(expressions=ids)
+    staged_ids = exp.In(this=key.copy(), query=exp.Subquery(
+        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(staged))))
+    live = exp.Not(this=col(names.SUPERSEDED))
+    order_columns = (names.CREATED_AT, names.DELETED, names.DATA_VERSION)
+    row = exp.Tuple(expressions=[*[c.copy() for c in ids], *[col(c) for c in order_columns]])
+    newest, first = d.latest_per_id(
+        table_ref(table), ids, [e.copy() for e in row.expressions],
+        [d.order_desc(col(c)) for c in order_columns])
+    newest = newest.where(live.copy()).where(staged_ids.copy())
+    if first is not None:
+        newest = exp.select(*[e.copy() for e in row.expressions]).from_(
+            newest.subquery("newest")).where(first)
+    return exp.update(table_ref(table), {names.SUPERSEDED: exp.true()}, where=exp.and_(
+        live, staged_ids, exp.Not(this=exp.In(this=row, query=exp.Subquery(this=newest)))))
+
+
 def hard_delete(table: str, staged: str, id_columns: Sequence[str], *,
                 dialect: Dialect | None = None) -> exp.Delete:
     """Delete every row (history included) of the ids in ``staged``."""

@@ -147,8 +147,9 @@ class Store:
         columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
         with self.executor.transaction(), self._staged(feature, table):
             self._ensure_table(feature, select, user_columns)
-            self._supersede(feature)
+            self._supersede(feature, after_insert=False)
             self.executor.execute(d.render(builder.insert(names.table(feature), columns, select)))
+            self._supersede(feature, after_insert=True)
         return int(table.num_rows)
 
     def delete(self, feature: str, ids: Any, *, hard: bool = False) -> int:
@@ -169,13 +170,15 @@ class Store:
                 stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
                                                 spec.id_columns, dialect=d)
             else:
-                self._supersede(feature)
+                self._supersede(feature, after_insert=False)
                 stmt = builder.insert(
                     names.table(feature),
                     [*spec.id_columns, names.CREATED_AT, names.DELETED, names.SUPERSEDED],
                     builder.tombstones_select(d, names.staged(feature), spec.id_columns,
                                               self._now()))
             self.executor.execute(d.render(stmt))
+            if not hard:
+                self._supersede(feature, after_insert=True)
         return int(table.num_rows)
 
     # -- reads ------------------------------------------------------------------------------
@@ -246,17 +249,21 @@ class Store:
         return plan_module.plan(self)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _supersede(self, feature: str) -> None:
-        """Mark the live rows of the staged ids superseded (same transaction as the append)."""
+    def _supersede(self, feature: str, *, after_insert: bool) -> None:
+        """Mark the replaced rows of the staged ids superseded: before the append in its
+        transaction, or after it where the engine has no transactions (ClickHouse)."""
         d = self.executor.dialect
-        if not d.supersede_on_write:
+        if not d.supersede_on_write or d.supersede_after_insert != after_insert:
             return
-        table = names.table(feature)
+        table, ids = names.table(feature), self.graph.spec(feature).id_columns
+        if after_insert:
+            self.executor.execute(d.render(builder.supersede_older(
+                table, names.staged(feature), ids, d)))
+            return
         lock = d.write_lock(table)
         if lock is not None:
             self.executor.execute(d.render(lock))
-        self.executor.execute(d.render(builder.supersede(
-            table, names.staged(feature), self.graph.spec(feature).id_columns)))
+        self.executor.execute(d.render(builder.supersede(table, names.staged(feature), ids)))
 
     def _require_by_field(self, table: pa.Table, feature: str) -> None:
         if names.PROVENANCE_BY_FIELD in table.column_names:

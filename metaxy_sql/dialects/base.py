@@ -41,6 +41,10 @@ class Dialect:
     #: transaction), so the latest state is a plain filter. False: the latest state is
     #: chosen at read time by ``latest_per_id`` (engines where updates are expensive).
     supersede_on_write: bool = True
+    #: True: the supersede UPDATE runs after the append and marks every live row of the
+    #: written ids but the newest (``builder.supersede_older``), for engines with no
+    #: multi-statement transactions. False: it runs first, in the write's transaction.
+    supersede_after_insert: bool = False
 
     # -- types ------------------------------------------------------------------------------
     text_type = "TEXT"

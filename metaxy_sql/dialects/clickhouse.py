@@ -39,18 +39,28 @@ class ClickHouseDialect(Dialect):
 
     # Mutations (lightweight DELETE included) reject correlated subqueries (NOT_IMPLEMENTED).
     correlated_delete = False
-    # UPDATE is a mutation rewriting whole parts: the latest row is chosen at read time.
-    supersede_on_write = False
+    # Writes supersede through a lightweight UPDATE (a patch part holding only the flag of
+    # the replaced rows, applied at read time until merged; 25.7+):
+    # https://clickhouse.com/docs/sql-reference/statements/update
+    # The latest state is then a filter: picking the newest row per id at read time
+    # (ORDER BY ... LIMIT 1 BY) cost 0.2-0.3 s per 1M-row table on chdb. There is no
+    # multi-statement transaction, so the UPDATE follows the INSERT and spares the newest row
+    # per id: a concurrent reader or a crash in between sees two live rows of a written id
+    # (never none), and the next write of that id repairs it.
+    supersede_on_write = True
+    supersede_after_insert = True
     session_settings = {
         # The default DELETE is a background mutation that cannot see the session's temporary
         # (staged) tables; patch-part deletes run in the session, synchronously (25.7+):
         # https://clickhouse.com/docs/sql-reference/statements/delete
         "lightweight_delete_mode": "lightweight_update_force",
+        # Lightweight UPDATE is beta; 25.7 and 25.8 need it allowed (later: on by default).
+        "allow_experimental_lightweight_update": "1",
     }
     #: Engine of feature tables. Plain MergeTree: a Replacing/Collapsing engine would merge
     #: away the history the store keeps; latest-state reads pick the newest row themselves.
     table_engine = "MergeTree"
-    #: Table settings: block number/offset columns enable the patch-part deletes above.
+    #: Table settings: block number/offset columns enable the patch-part updates above.
     table_settings: Sequence[tuple[str, int]] = (
         ("enable_block_number_column", 1), ("enable_block_offset_column", 1))
 

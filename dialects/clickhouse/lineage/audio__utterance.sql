@@ -22,28 +22,14 @@ WITH "upstream__audio__utterance" AS (
   SELECT
     "speaker_id",
     "utterance_id",
-    "metaxy_provenance__audio"
-  FROM (
-    SELECT
-      "speaker_id",
-      "utterance_id",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'audio')
-        THEN "metaxy_provenance_by_field"['audio']
-        ELSE NULL
-      END AS "metaxy_provenance__audio",
-      "metaxy_deleted"
-    FROM "audio__utterance"
-    ORDER BY
-      "speaker_id",
-      "utterance_id",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "speaker_id", "utterance_id"
-  ) AS "audio__utterance"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'audio')
+      THEN "metaxy_provenance_by_field"['audio']
+      ELSE NULL
+    END AS "metaxy_provenance__audio"
+  FROM "audio__utterance"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

@@ -33,43 +33,29 @@ WITH "upstream__audio__utterance" AS (
     SELECT
       "speaker_id",
       "utterance_id",
-      "metaxy_member__audio"
-    FROM (
-      SELECT
-        "speaker_id",
-        "utterance_id",
-        COALESCE(toString(length(toString("speaker_id"))) || ':' || toString("speaker_id"), '~') || COALESCE(toString(length(toString("utterance_id"))) || ':' || toString("utterance_id"), '~') || COALESCE(
-          toString(
-            length(
-              (
-                CASE
-                  WHEN mapContains("metaxy_data_version_by_field", 'audio')
-                  THEN "metaxy_data_version_by_field"['audio']
-                  ELSE NULL
-                END
-              )
+      COALESCE(toString(length(toString("speaker_id"))) || ':' || toString("speaker_id"), '~') || COALESCE(toString(length(toString("utterance_id"))) || ':' || toString("utterance_id"), '~') || COALESCE(
+        toString(
+          length(
+            (
+              CASE
+                WHEN mapContains("metaxy_data_version_by_field", 'audio')
+                THEN "metaxy_data_version_by_field"['audio']
+                ELSE NULL
+              END
             )
-          ) || ':' || (
-            CASE
-              WHEN mapContains("metaxy_data_version_by_field", 'audio')
-              THEN "metaxy_data_version_by_field"['audio']
-              ELSE NULL
-            END
-          ),
-          '~'
-        ) AS "metaxy_member__audio",
-        "metaxy_deleted"
-      FROM "audio__utterance"
-      ORDER BY
-        "speaker_id",
-        "utterance_id",
-        "metaxy_created_at" DESC,
-        "metaxy_deleted" DESC,
-        "metaxy_data_version" DESC
-      LIMIT 1 BY "speaker_id", "utterance_id"
-    ) AS "audio__utterance"
+          )
+        ) || ':' || (
+          CASE
+            WHEN mapContains("metaxy_data_version_by_field", 'audio')
+            THEN "metaxy_data_version_by_field"['audio']
+            ELSE NULL
+          END
+        ),
+        '~'
+      ) AS "metaxy_member__audio"
+    FROM "audio__utterance"
     WHERE
-      NOT "metaxy_deleted"
+      NOT "metaxy_superseded" AND NOT "metaxy_deleted"
   ) AS "members"
   GROUP BY
     "speaker_id"
@@ -91,26 +77,14 @@ WITH "upstream__audio__utterance" AS (
 ), "current" AS (
   SELECT
     "speaker_id",
-    "metaxy_provenance__embedding"
-  FROM (
-    SELECT
-      "speaker_id",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'embedding')
-        THEN "metaxy_provenance_by_field"['embedding']
-        ELSE NULL
-      END AS "metaxy_provenance__embedding",
-      "metaxy_deleted"
-    FROM "speaker__embedding"
-    ORDER BY
-      "speaker_id",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "speaker_id"
-  ) AS "speaker__embedding"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'embedding')
+      THEN "metaxy_provenance_by_field"['embedding']
+      ELSE NULL
+    END AS "metaxy_provenance__embedding"
+  FROM "speaker__embedding"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

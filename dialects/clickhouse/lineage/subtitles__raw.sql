@@ -19,26 +19,14 @@ WITH "upstream__subtitles__raw" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    "metaxy_provenance__text"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'text')
-        THEN "metaxy_provenance_by_field"['text']
-        ELSE NULL
-      END AS "metaxy_provenance__text",
-      "metaxy_deleted"
-    FROM "subtitles__raw"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "subtitles__raw"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'text')
+      THEN "metaxy_provenance_by_field"['text']
+      ELSE NULL
+    END AS "metaxy_provenance__text"
+  FROM "subtitles__raw"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

@@ -7,67 +7,42 @@ CREATE OR REPLACE VIEW "video__captioned__increment" AS
 WITH "upstream__subtitles__raw" AS (
   SELECT
     "sample_uid",
-    "metaxy_dv_token__text"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_data_version_by_field", 'text')
-        THEN concat(
-          toString(length("metaxy_data_version_by_field"['text'])),
-          ':',
-          "metaxy_data_version_by_field"['text']
-        )
-        ELSE '~'
-      END AS "metaxy_dv_token__text",
-      "metaxy_deleted"
-    FROM "subtitles__raw"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "subtitles__raw"
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'text')
+      THEN concat(
+        toString(length("metaxy_data_version_by_field"['text'])),
+        ':',
+        "metaxy_data_version_by_field"['text']
+      )
+      ELSE '~'
+    END AS "metaxy_dv_token__text"
+  FROM "subtitles__raw"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_dv_token__audio",
-    "metaxy_dv_token__frames"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_data_version_by_field", 'audio')
-        THEN concat(
-          toString(length("metaxy_data_version_by_field"['audio'])),
-          ':',
-          "metaxy_data_version_by_field"['audio']
-        )
-        ELSE '~'
-      END AS "metaxy_dv_token__audio",
-      CASE
-        WHEN mapContains("metaxy_data_version_by_field", 'frames')
-        THEN concat(
-          toString(length("metaxy_data_version_by_field"['frames'])),
-          ':',
-          "metaxy_data_version_by_field"['frames']
-        )
-        ELSE '~'
-      END AS "metaxy_dv_token__frames",
-      "metaxy_deleted"
-    FROM "video__full"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__full"
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'audio')
+      THEN concat(
+        toString(length("metaxy_data_version_by_field"['audio'])),
+        ':',
+        "metaxy_data_version_by_field"['audio']
+      )
+      ELSE '~'
+    END AS "metaxy_dv_token__audio",
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'frames')
+      THEN concat(
+        toString(length("metaxy_data_version_by_field"['frames'])),
+        ':',
+        "metaxy_data_version_by_field"['frames']
+      )
+      ELSE '~'
+    END AS "metaxy_dv_token__frames"
+  FROM "video__full"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__video__full"."sample_uid",
@@ -88,26 +63,14 @@ WITH "upstream__subtitles__raw" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    "metaxy_provenance__caption"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'caption')
-        THEN "metaxy_provenance_by_field"['caption']
-        ELSE NULL
-      END AS "metaxy_provenance__caption",
-      "metaxy_deleted"
-    FROM "video__captioned"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__captioned"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'caption')
+      THEN "metaxy_provenance_by_field"['caption']
+      ELSE NULL
+    END AS "metaxy_provenance__caption"
+  FROM "video__captioned"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

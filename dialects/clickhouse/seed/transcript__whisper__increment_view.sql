@@ -7,30 +7,18 @@ CREATE OR REPLACE VIEW "transcript__whisper__increment" AS
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_dv_token__audio"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_data_version_by_field", 'audio')
-        THEN concat(
-          toString(length("metaxy_data_version_by_field"['audio'])),
-          ':',
-          "metaxy_data_version_by_field"['audio']
-        )
-        ELSE '~'
-      END AS "metaxy_dv_token__audio",
-      "metaxy_deleted"
-    FROM "video__full"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__full"
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'audio')
+      THEN concat(
+        toString(length("metaxy_data_version_by_field"['audio'])),
+        ':',
+        "metaxy_data_version_by_field"['audio']
+      )
+      ELSE '~'
+    END AS "metaxy_dv_token__audio"
+  FROM "video__full"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__video__full"."sample_uid",
@@ -49,26 +37,14 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    "metaxy_provenance__text"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'text')
-        THEN "metaxy_provenance_by_field"['text']
-        ELSE NULL
-      END AS "metaxy_provenance__text",
-      "metaxy_deleted"
-    FROM "transcript__whisper"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "transcript__whisper"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'text')
+      THEN "metaxy_provenance_by_field"['text']
+      ELSE NULL
+    END AS "metaxy_provenance__text"
+  FROM "transcript__whisper"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

@@ -7,30 +7,18 @@ CREATE OR REPLACE VIEW "video__face_crop__increment" AS
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    "metaxy_dv_token__frames"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_data_version_by_field", 'frames')
-        THEN concat(
-          toString(length("metaxy_data_version_by_field"['frames'])),
-          ':',
-          "metaxy_data_version_by_field"['frames']
-        )
-        ELSE '~'
-      END AS "metaxy_dv_token__frames",
-      "metaxy_deleted"
-    FROM "video__full"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__full"
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'frames')
+      THEN concat(
+        toString(length("metaxy_data_version_by_field"['frames'])),
+        ':',
+        "metaxy_data_version_by_field"['frames']
+      )
+      ELSE '~'
+    END AS "metaxy_dv_token__frames"
+  FROM "video__full"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__video__full"."sample_uid",
@@ -49,26 +37,14 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    "metaxy_provenance__frames"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'frames')
-        THEN "metaxy_provenance_by_field"['frames']
-        ELSE NULL
-      END AS "metaxy_provenance__frames",
-      "metaxy_deleted"
-    FROM "video__face_crop"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__face_crop"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'frames')
+      THEN "metaxy_provenance_by_field"['frames']
+      ELSE NULL
+    END AS "metaxy_provenance__frames"
+  FROM "video__face_crop"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

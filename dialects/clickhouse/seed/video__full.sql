@@ -26,32 +26,19 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    "metaxy_provenance__audio",
-    "metaxy_provenance__frames"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'audio')
-        THEN "metaxy_provenance_by_field"['audio']
-        ELSE NULL
-      END AS "metaxy_provenance__audio",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'frames')
-        THEN "metaxy_provenance_by_field"['frames']
-        ELSE NULL
-      END AS "metaxy_provenance__frames",
-      "metaxy_deleted"
-    FROM "video__full"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__full"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'audio')
+      THEN "metaxy_provenance_by_field"['audio']
+      ELSE NULL
+    END AS "metaxy_provenance__audio",
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'frames')
+      THEN "metaxy_provenance_by_field"['frames']
+      ELSE NULL
+    END AS "metaxy_provenance__frames"
+  FROM "video__full"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE

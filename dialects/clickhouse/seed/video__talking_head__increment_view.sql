@@ -7,57 +7,33 @@ CREATE OR REPLACE VIEW "video__talking_head__increment" AS
 WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
-    "metaxy_dv_token__text"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_data_version_by_field", 'text')
-        THEN concat(
-          toString(length("metaxy_data_version_by_field"['text'])),
-          ':',
-          "metaxy_data_version_by_field"['text']
-        )
-        ELSE '~'
-      END AS "metaxy_dv_token__text",
-      "metaxy_deleted"
-    FROM "transcript__whisper"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "transcript__whisper"
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'text')
+      THEN concat(
+        toString(length("metaxy_data_version_by_field"['text'])),
+        ':',
+        "metaxy_data_version_by_field"['text']
+      )
+      ELSE '~'
+    END AS "metaxy_dv_token__text"
+  FROM "transcript__whisper"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__face_crop" AS (
   SELECT
     "sample_uid",
-    "metaxy_dv_token__frames"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_data_version_by_field", 'frames')
-        THEN concat(
-          toString(length("metaxy_data_version_by_field"['frames'])),
-          ':',
-          "metaxy_data_version_by_field"['frames']
-        )
-        ELSE '~'
-      END AS "metaxy_dv_token__frames",
-      "metaxy_deleted"
-    FROM "video__face_crop"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__face_crop"
+    CASE
+      WHEN mapContains("metaxy_data_version_by_field", 'frames')
+      THEN concat(
+        toString(length("metaxy_data_version_by_field"['frames'])),
+        ':',
+        "metaxy_data_version_by_field"['frames']
+      )
+      ELSE '~'
+    END AS "metaxy_dv_token__frames"
+  FROM "video__face_crop"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "expected" AS (
   SELECT
     "upstream__transcript__whisper"."sample_uid",
@@ -78,26 +54,14 @@ WITH "upstream__transcript__whisper" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    "metaxy_provenance__clip"
-  FROM (
-    SELECT
-      "sample_uid",
-      CASE
-        WHEN mapContains("metaxy_provenance_by_field", 'clip')
-        THEN "metaxy_provenance_by_field"['clip']
-        ELSE NULL
-      END AS "metaxy_provenance__clip",
-      "metaxy_deleted"
-    FROM "video__talking_head"
-    ORDER BY
-      "sample_uid",
-      "metaxy_created_at" DESC,
-      "metaxy_deleted" DESC,
-      "metaxy_data_version" DESC
-    LIMIT 1 BY "sample_uid"
-  ) AS "video__talking_head"
+    CASE
+      WHEN mapContains("metaxy_provenance_by_field", 'clip')
+      THEN "metaxy_provenance_by_field"['clip']
+      ELSE NULL
+    END AS "metaxy_provenance__clip"
+  FROM "video__talking_head"
   WHERE
-    NOT "metaxy_deleted"
+    NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "increment" AS (
   SELECT
     CASE
