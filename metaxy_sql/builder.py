@@ -12,9 +12,12 @@ from collections.abc import Mapping, Sequence
 from sqlglot import exp
 
 from metaxy_sql import filters, hashing, names
-from metaxy_sql.dialects.base import Dialect, lit
+from metaxy_sql.dialects.base import DerivedColumn, Dialect, derived_column_def, lit
 from metaxy_sql.hashing import HashAlgorithm
 from metaxy_sql.planner import FeaturePlan, FieldPlan, UpstreamPlan
+
+#: Per table: the columns it has (``None``: every derived column exists).
+Derived = Mapping[str, frozenset[str]] | None
 
 
 def table_ref(name: str) -> exp.Table:
@@ -126,9 +129,18 @@ def _filters(u: UpstreamPlan) -> list[exp.Expr]:
     return [filters.parse_filter(text, where) for text in u.filters]
 
 
+def _stored_or(d: Dialect, derived: Derived, table: str, name: str,
+               computed: exp.Expr) -> exp.Expr:
+    """``computed`` aliased ``name``, or the same value read from the column the engine
+    derived and stored in ``table`` (``Dialect.derived_columns``) when it has one."""
+    if d.derives_field_columns and (derived is None or name in derived.get(table, frozenset())):
+        return col(name)
+    return exp.alias_(computed, name, quoted=True)
+
+
 def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: frozenset[str],
-                  subset: exp.Expr | None = None,
-                  algorithm: HashAlgorithm = "sha256") -> exp.Select:
+                  subset: exp.Expr | None = None, algorithm: HashAlgorithm = "sha256",
+                  derived: Derived = None) -> exp.Select:
     keys = u.keys or plan.id_columns
     if u.relation in missing:
         source = None if plan.table in missing else plan.table
@@ -152,8 +164,8 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
                       - {t for _, t in u.carried})
     read = [names.DATA_VERSION_BY_FIELD, *sorted(set(filtered) | {c for c, _ in u.carried})]
     select = latest_rows(u.relation, ids, read, [
-        *[exp.alias_(d.map_token(col(names.DATA_VERSION_BY_FIELD), f),
-                     names.data_version_token_column(f), quoted=True) for f in u.fields],
+        *[_stored_or(d, derived, u.relation, names.data_version_token_column(f),
+                     d.map_token(col(names.DATA_VERSION_BY_FIELD), f)) for f in u.fields],
         *carried, *[col(c) for c in filtered]], dialect=d)
     for p in [*preds, *([subset] if subset is not None else [])]:
         select = select.where(p.copy())
@@ -220,13 +232,14 @@ def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> ex
 
 
 def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str],
-                 subset: exp.Expr | None = None) -> exp.Select:
+                 subset: exp.Expr | None = None, derived: Derived = None) -> exp.Select:
     if plan.table in missing:
         return _empty(d, plan.id_columns, [names.provenance_column(f) for f in plan.field_keys],
                       names.EXPECTED, plan.grain or plan.id_columns)
     select = latest_rows(plan.table, plan.id_columns, [names.PROVENANCE_BY_FIELD], [
-        exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
-                   quoted=True) for f in plan.field_keys], dialect=d)
+        _stored_or(d, derived, plan.table, names.provenance_column(f),
+                   d.map_get(col(names.PROVENANCE_BY_FIELD), f)) for f in plan.field_keys],
+        dialect=d)
     return select.where(subset.copy()) if subset is not None else select
 
 
@@ -326,10 +339,14 @@ def _increment_expansion(d: Dialect, plan: FeaturePlan) -> exp.Union:
 def resolve_statement(
     d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm,
     missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
+    derived: Derived = None,
 ) -> exp.Select:
     """The one statement yielding the whole increment of ``plan.feature``.
 
     ``missing`` names feature tables never written: they read as empty relations.
+    ``derived`` maps each table read to the columns it has; a per-field column the dialect
+    derives (``Dialect.derived_columns``) is read where the table has it, else computed from
+    the map. ``None``: every table has them (as the store creates tables).
     ``subset`` (a checked predicate over ``plan.grain``, see :mod:`metaxy_sql.filters`)
     restricts the resolve to those samples: it is pushed into every upstream and the current
     state, so the result is the full increment filtered to the subset.
@@ -350,10 +367,11 @@ def resolve_statement(
         *[col(t) for t in plan.carried],
     ).from_(table_ref(names.INCREMENT))
     ctes: list[tuple[str, exp.Expr]] = [
-        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm)) for u in plan.upstreams]
+        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm, derived))
+        for u in plan.upstreams]
     ctes += [
         (names.EXPECTED, _expected_cte(d, plan, algorithm)),
-        (names.CURRENT, _current_cte(d, plan, missing, subset)),
+        (names.CURRENT, _current_cte(d, plan, missing, subset, derived)),
         (names.INCREMENT, _increment_expansion(d, plan) if plan.is_expansion
          else _increment_full_join(d, plan)),
     ]
@@ -509,6 +527,13 @@ def add_column(table: str, column: str, sql_type: str, d: Dialect) -> exp.Alter:
         this=table_ref(table), kind="TABLE",
         actions=[exp.ColumnDef(this=exp.to_identifier(column, quoted=True),
                                kind=exp.DataType.build(sql_type, dialect=d.sqlglot_dialect))])
+
+
+def add_derived_column(table: str, column: DerivedColumn, d: Dialect) -> exp.Alter:
+    """Add a per-field column the engine derives from the maps (``Dialect.derived_columns``);
+    rows written before it are computed on read, by the same expression."""
+    return exp.Alter(this=table_ref(table), kind="TABLE",
+                     actions=[derived_column_def(d, column)])
 
 
 def count_query(select: exp.Select) -> exp.Select:

@@ -39,10 +39,10 @@ def feature_table_ddl(graph: FeatureGraph, key: str, d: Dialect,
                       cluster: str | None = None) -> list[exp.Expr]:
     """``CREATE TABLE`` statement(s) of feature ``key`` on dialect ``d``."""
     table, ids = table_ref(names.table(key)), graph.spec(key).id_columns
-    columns = table_columns(graph, key, d)
+    columns, fields = table_columns(graph, key, d), graph.field_keys(key)
     if cluster is None:
-        return d.table_ddl(table, columns, ids)
-    return d.cluster_table_ddl(table, columns, ids, cluster)
+        return d.table_ddl(table, columns, ids, fields)
+    return d.cluster_table_ddl(table, columns, ids, cluster, fields)
 
 
 def render_ddl(graph: FeatureGraph, keys: Sequence[str], d: Dialect,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,10 +27,17 @@ class IncrementPart:
     """
 
     status: str
-    query: exp.Select
+    columns: tuple[str, ...]
+    statement: exp.Select = field(repr=False)
     _executor: Executor = field(repr=False)
     fetched: int = 0
     fetched_changed_fields: dict[str, int] = field(default_factory=dict)
+
+    @functools.cached_property
+    def query(self) -> exp.Select:
+        """This category's rows, selected from the resolve statement (built on first use:
+        copying the statement's expression tree costs a few ms)."""
+        return builder.category_query(self.statement, self.status, self.columns)
 
     def _track(self, data: pa.Table | pa.RecordBatch) -> None:
         self.fetched += data.num_rows
@@ -87,17 +95,11 @@ class Increment:
         self.statement = statement
         self._executor = executor
         self.sql = sql
-        base = [*id_columns, names.PROVENANCE_BY_FIELD, names.PROVENANCE]
-        self.new = IncrementPart(
-            names.STATUS_NEW, builder.category_query(statement, names.STATUS_NEW,
-                                                     [*base, *carried]), executor)
-        self.stale = IncrementPart(
-            names.STATUS_STALE, builder.category_query(
-                statement, names.STATUS_STALE, [*base, names.CHANGED_FIELDS, *carried]),
-            executor)
-        self.orphaned = IncrementPart(
-            names.STATUS_ORPHANED, builder.category_query(statement, names.STATUS_ORPHANED, base),
-            executor)
+        base = (*id_columns, names.PROVENANCE_BY_FIELD, names.PROVENANCE)
+        self.new = IncrementPart(names.STATUS_NEW, (*base, *carried), statement, executor)
+        self.stale = IncrementPart(names.STATUS_STALE, (*base, names.CHANGED_FIELDS, *carried),
+                                   statement, executor)
+        self.orphaned = IncrementPart(names.STATUS_ORPHANED, base, statement, executor)
 
     def counts(self) -> dict[str, int]:
         """``{"new": n, "stale": n, "orphaned": n}`` from one query, computed in the engine."""

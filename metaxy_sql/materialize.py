@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlglot import exp
 
-from metaxy_sql import names, system
+from metaxy_sql import builder, names, system
 from metaxy_sql.dialects.base import Dialect
 from metaxy_sql.errors import ConfigError
 from metaxy_sql.graph import FeatureGraph
@@ -104,9 +104,10 @@ def qualify(statement: exp.Select, tables: set[str], schema: str) -> exp.Select:
 
 def increment_ddl(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgorithm,
                   kind: Kind, relation: exp.Table, missing: frozenset[str] = frozenset(),
-                  home_schema: str | None = None) -> list[exp.Expr]:
+                  home_schema: str | None = None,
+                  derived: builder.Derived = None) -> list[exp.Expr]:
     """Statements creating (or atomically replacing) the increment relation of ``key``."""
-    statement = resolve_sql(graph, key, dialect, algorithm, missing)[1]
+    statement = resolve_sql(graph, key, dialect, algorithm, missing, derived=derived)[1]
     if home_schema is not None:
         statement = qualify(statement, {names.table(k) for k in graph.keys}, home_schema)
     if kind == "view":
@@ -196,9 +197,9 @@ def _one(ctx: _Ctx, key: str, explicit: bool) -> Action:
             f"materialize; it is left untouched. Pick another name with --prefix/--suffix "
             "or --schema, or drop it yourself")
     relation = relation_ref(name, None if ctx.schema == ctx.home else ctx.schema)
-    missing = _missing(store, key)
+    missing, derived = store.catalog(key)
     statements = increment_ddl(store.graph, key, d, store.hash_algorithm, ctx.kind, relation,
-                               missing, None if ctx.schema == ctx.home else ctx.home)
+                               missing, None if ctx.schema == ctx.home else ctx.home, derived)
     old_kind = ctx.existing.get(name)
     if old_kind is not None and old_kind != ctx.kind:  # ours, switching view <-> table
         statements = [_drop(relation, old_kind), *statements]
@@ -221,16 +222,11 @@ def _skip_reason(ctx: _Ctx, key: str, name: str) -> str | None:
     if name in {names.table(k) for k in graph.keys} or names.is_system_table(name):
         return (f"the increment relation of {key!r} would be named {name!r}, which is a "
                 "feature or system table; pick another --prefix/--suffix")
-    missing = _missing(ctx.store, key)
+    missing = ctx.store.catalog(key)[0]
     if ctx.kind == "view" and missing:
         return (f"feature {key!r}: table(s) {sorted(missing)} were never written; a view "
                 "would freeze them as empty. Write them first, or materialize --as table")
     return None
-
-
-def _missing(store: Store, key: str) -> frozenset[str]:
-    wanted = {names.table(key)} | {names.table(dep.feature) for dep in store.graph.spec(key).deps}
-    return frozenset(wanted - store.executor.tables())
 
 
 def _prune(ctx: _Ctx) -> list[Action]:

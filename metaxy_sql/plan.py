@@ -213,10 +213,9 @@ class _Planner:
             impact.follow = int(self.store.executor.fetch(d.render(counted)).column(0)[0].as_py())
 
     def _statement(self, key: str) -> exp.Select:
-        missing = frozenset(({names.table(key)} | {names.table(dep.feature) for dep in
-                                                   self.graph.spec(key).deps}) - self.tables)
+        missing, derived = self.store.catalog(key)
         return resolve_sql(self.graph, key, self.store.executor.dialect,
-                           self.store.hash_algorithm, missing)[1]
+                           self.store.hash_algorithm, missing, derived=derived)[1]
 
     def _added(self, key: str) -> FeatureImpact:
         impact = FeatureImpact(key, "added", [FieldChange(f, "added")

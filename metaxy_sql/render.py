@@ -23,6 +23,9 @@ def header(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgor
         parents = ", ".join(f"{p}.{pf}" for p, pf in graph.field_parents(key, f)) or "(root)"
         lines.append(f"-- field {f} (code_version {graph.code_version(key, f)}, "
                      f"field_version {graph.field_version(key, f)}) <- {parents}")
+    if dialect.derives_field_columns:
+        lines.append("-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the "
+                     "tables derive from their maps (metaxy-sql render --ddl)")
     lines.append(f"-- dialect: {dialect.name}; digest: {algorithm}")
     return "\n".join(lines) + "\n"
 
@@ -30,13 +33,15 @@ def header(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgor
 def resolve_sql(
     graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgorithm = "sha256",
     missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
+    derived: builder.Derived = None,
 ) -> tuple[str, exp.Select]:
     """The resolve statement of ``key``: (full text with header, expression).
 
     ``subset``: a checked predicate over the increment's grain (partial resolution).
+    ``missing``/``derived``: what the store has (see ``builder.resolve_statement``).
     """
     statement = builder.resolve_statement(dialect, plan_feature(graph, key), algorithm, missing,
-                                          subset=subset)
+                                          subset=subset, derived=derived)
     head = header(graph, key, dialect, algorithm)
     if subset is not None:
         head += f"-- subset: {subset.sql(identify=True)}\n"

@@ -100,9 +100,10 @@ class Store:
         subset = filters.subset_predicate(feature, increment_grain(self.graph, feature), where,
                                           ids)
         self.graph.check_upstream_columns(feature, self._stored_columns)
+        missing, derived = self.catalog(feature)
         sql, statement = resolve_sql(self.graph, feature, self.executor.dialect,
-                                     self.hash_algorithm, self._missing_tables(feature),
-                                     subset=subset)
+                                     self.hash_algorithm, missing, subset=subset,
+                                     derived=derived)
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
                          carried=tuple(t for d in spec.deps for _, t in d.carried()))
 
@@ -110,10 +111,16 @@ class Store:
         table = names.table(feature)
         return list(self.executor.columns(table)) if table in self.executor.tables() else []
 
-    def _missing_tables(self, feature: str) -> frozenset[str]:
+    def catalog(self, feature: str) -> tuple[frozenset[str], builder.Derived]:
+        """What the resolve of ``feature`` reads, as stored now: the tables never written,
+        and (where the dialect derives per-field columns) the columns of each table."""
         wanted = {names.table(feature)} | {names.table(d.feature)
                                            for d in self.graph.spec(feature).deps}
-        return frozenset(wanted - self.executor.tables())
+        present = self.executor.tables()
+        derived = None
+        if self.executor.dialect.derives_field_columns:
+            derived = {t: frozenset(self.executor.columns(t)) for t in wanted & present}
+        return frozenset(wanted - present), derived
 
     # -- writes -----------------------------------------------------------------------------
     def write(self, feature: str, data: Any) -> int:
@@ -191,9 +198,11 @@ class Store:
         if history:
             query = builder.read_history(table, spec.id_columns)
         else:
+            derived = {c.name for c in self.executor.dialect.derived_columns(
+                self.graph.field_keys(feature))}
             columns = [c for c in self.executor.columns(table)
-                       if c not in spec.id_columns and c not in (names.DELETED,
-                                                                  names.SUPERSEDED)]
+                       if c not in spec.id_columns and c not in derived
+                       and c not in (names.DELETED, names.SUPERSEDED)]
             query = builder.read_latest(table, spec.id_columns, columns,
                                         dialect=self.executor.dialect)
         return self.executor.fetch(self.executor.dialect.render(query))
@@ -214,8 +223,9 @@ class Store:
 
     def render(self, feature: str) -> str:
         """The resolve SQL of ``feature`` as this store would run it."""
+        missing, derived = self.catalog(feature)
         return resolve_sql(self.graph, feature, self.executor.dialect, self.hash_algorithm,
-                           self._missing_tables(feature))[0]
+                           missing, derived=derived)[0]
 
     # -- materialized increments, graph snapshots, plan --------------------------------------
     def materialize(self, features: Sequence[str] | None = None, *, as_: Kind = "view",
@@ -282,17 +292,19 @@ class Store:
             raise DataError(f"feature {feature!r}: rows lack the declared columns {missing}")
 
     def _ensure_table(self, feature: str, select: Any, user_columns: list[str]) -> None:
-        table = names.table(feature)
+        table, d = names.table(feature), self.executor.dialect
         if table not in self.executor.tables():
             self.executor.create_table(table, select, list(self.graph.spec(feature).id_columns))
-            return
         existing = self.executor.columns(table)
         new = [c for c in user_columns if c not in existing]
         if new:
             staged_types = self.executor.columns(names.staged(feature))
             for c in new:
-                self.executor.execute(self.executor.dialect.render(
-                    builder.add_column(table, c, staged_types[c], self.executor.dialect)))
+                self.executor.execute(d.render(builder.add_column(table, c, staged_types[c], d)))
+        # Per-field derived columns: on a new table, and for fields added to the definition.
+        for column in d.derived_columns(self.graph.field_keys(feature)):
+            if column.name not in existing:
+                self.executor.execute(d.render(builder.add_derived_column(table, column, d)))
 
     def _staged(self, feature: str, table: pa.Table) -> _Staged:
         return _Staged(self.executor, names.staged(feature), table)

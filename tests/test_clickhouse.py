@@ -12,7 +12,7 @@ import metaxy_sql as mx
 from metaxy_sql.examples import seed
 from tests.conftest import ENGINES
 from tests.engines import clickhouse as ch_engine
-from tests.pipeline import as_dict, samples
+from tests.pipeline import as_dict, samples, step
 
 pytestmark = pytest.mark.skipif("clickhouse" not in ENGINES,
                                 reason="clickhouse is not in METAXY_SQL_TEST_ENGINES")
@@ -121,3 +121,41 @@ def _merges_keep_history(store: mx.Store) -> None:
         "SELECT engine, sorting_key FROM system.tables WHERE database = currentDatabase() "
         "AND name = 'video__full'").to_pylist()
     assert engine_ddl == [{"engine": "MergeTree", "sorting_key": "sample_uid"}]
+
+
+def test_tables_without_derived_columns_resolve_through_the_maps() -> None:
+    """A table written before its per-field derived columns existed (or a field added to the
+    definition since) is read through its maps, with the same increment; the next write of
+    the feature adds the columns back."""
+    derived = ("metaxy_dv_token__frames", "metaxy_provenance__frames")
+    with mx.connect(ch_engine.fresh_url("derived"), graph=seed.graph) as store:
+        base = {f"v{i}": {"audio": f"a{i}", "frames": f"f{i}"} for i in range(4)}
+        step(store, samples(base))
+        store.write("video/full", samples({**base, "v1": {"audio": "a1", "frames": "f1*"}}))
+        store.delete("video/full", [{"sample_uid": "v2"}])
+
+        def increment() -> list[dict[str, Any]]:
+            rows = store.resolve_update("video/face_crop").to_arrow().to_pylist()
+            return sorted(rows, key=lambda r: (r["metaxy_status"], r["sample_uid"]))
+
+        with_columns = increment()
+        assert [(r["metaxy_status"], r["sample_uid"]) for r in with_columns] == [
+            ("orphaned", "v2"), ("stale", "v1")]
+        assert "mapContains" not in store.render("video/face_crop")
+        for table in ("video__full", "video__face_crop"):
+            for column in derived:
+                store.executor.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        sql = store.render("video/face_crop")
+        assert "mapContains(\"metaxy_data_version_by_field\", 'frames')" in sql
+        assert "mapContains(\"metaxy_provenance_by_field\", 'frames')" in sql
+        assert increment() == with_columns
+
+        store.write("video/full", samples({"v9": {"audio": "a9", "frames": "f9"}}))
+        assert set(derived) <= set(store.executor.columns("video__full"))
+        sql = store.render("video/face_crop")  # video__full has them again; face_crop not yet
+        assert "mapContains(\"metaxy_data_version_by_field\", 'frames')" not in sql
+        assert "mapContains(\"metaxy_provenance_by_field\", 'frames')" in sql
+        assert store.read("video/full").column_names == [
+            "sample_uid", "metaxy_provenance_by_field", "metaxy_provenance",
+            "metaxy_data_version_by_field", "metaxy_data_version", "metaxy_feature_version",
+            "metaxy_created_at"]

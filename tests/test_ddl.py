@@ -36,6 +36,9 @@ def test_cluster_ddl_replicated_local_and_distributed() -> None:
     assert 'CREATE TABLE IF NOT EXISTS "video__face_crop" ON CLUSTER "prod"' in distributed
     assert ("Distributed('prod', currentDatabase(), 'video__face_crop__local', "
             'cityHash64("sample_uid"))') in distributed
+    for statement in (local, distributed):  # the per-field columns resolve reads
+        assert '"metaxy_dv_token__frames" String MATERIALIZED CASE' in statement
+        assert '"metaxy_provenance__frames" Nullable(String) MATERIALIZED CASE' in statement
 
 
 def test_cluster_is_clickhouse_only() -> None:

@@ -13,12 +13,13 @@ For each N, in one process (chdb opens one data path per process):
    (expected: new = orphaned = N/100, stale = 3N/100 minus the deleted overlap).
 2. the same data as plain current-state tables (database ``bench_plain``): one row per
    sample, one column per field hash, no history, no tombstones.
-3. best of ``--repeat`` (after one warmup) of ours (end to end: planning, sqlglot rendering,
-   execution) and of the fastest hand-written query we found over the plain tables, which
-   computes the expected provenance with the same canonical input and digest and must give
-   the same counts (asserted). Memory: ``tracemalloc`` peak of Python allocations during one
-   ``counts()`` (Python-side memory, flat in N) and the process peak RSS (chdb runs in this
-   process, so RSS is engine + Python).
+3. best and median wall time and best CPU time (process user + system: chdb's threads
+   included) of ``--repeat`` interleaved runs (after one warmup) of ours (end to end:
+   planning, sqlglot rendering, execution) and of the fastest hand-written query we found
+   over the plain tables, which computes the expected provenance with the same canonical
+   input and digest and must give the same counts (asserted). Memory: ``tracemalloc`` peak
+   of Python allocations during one ``counts()`` (Python-side memory, flat in N) and the
+   process peak RSS (chdb runs in this process, so RSS is engine + Python).
 """
 
 from __future__ import annotations
@@ -112,17 +113,27 @@ def setup(store: mx.Store, n: int) -> None:
         ex.execute(stmt)
 
 
-def best_of(repeat: int, fns: list[Callable[[], Any]]) -> list[tuple[float, Any]]:
-    """Best time and result of each function; runs interleave so load affects all alike."""
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads (chdb runs in-process): user + system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def best_of(repeat: int, fns: list[Callable[[], Any]]) -> list[tuple[float, float, float, Any]]:
+    """(best wall, median wall, best CPU, result) of each function; runs interleave so load
+    affects all alike."""
     results = [fn() for fn in fns]  # warmup
     times: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
         for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
+            c0, t0 = _cpu_s(), time.perf_counter()
             again = fn()
             times[i].append(time.perf_counter() - t0)
+            cpu[i].append(_cpu_s() - c0)
             assert again == results[i], (again, results[i])
-    return [(min(t), r) for t, r in zip(times, results, strict=True)]
+    return [(min(t), sorted(t)[len(t) // 2], min(c), r)
+            for t, c, r in zip(times, cpu, results, strict=True)]
 
 
 def run(n: int, repeat: int, workdir: Path) -> None:
@@ -136,7 +147,7 @@ def run(n: int, repeat: int, workdir: Path) -> None:
             row = store.executor.fetch(HAND_QUERY).to_pylist()[0]
             return {k: int(v) for k, v in row.items()}
 
-        (ours_s, ours), (hand_s, hand_counts) = best_of(
+        (ours_s, ours_med, ours_cpu, ours), (hand_s, hand_med, hand_cpu, hand_counts) = best_of(
             repeat, [lambda: store.resolve_update(FEATURE).counts(), hand])
         assert hand_counts == ours, (hand_counts, ours)
         tracemalloc.start()
@@ -145,8 +156,12 @@ def run(n: int, repeat: int, workdir: Path) -> None:
         tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     print(f"  counts {ours}")
-    print(f"  ours {ours_s:.3f} s   hand {hand_s:.3f} s   ratio {ours_s / hand_s:.2f}x "
-          f"(best of {repeat})")
+    print(f"  wall, best of {repeat}: ours {ours_s:.3f} s   hand {hand_s:.3f} s   "
+          f"ratio {ours_s / hand_s:.2f}x")
+    print(f"  wall, median:     ours {ours_med:.3f} s   hand {hand_med:.3f} s   "
+          f"ratio {ours_med / hand_med:.2f}x")
+    print(f"  CPU, best:        ours {ours_cpu:.3f} s   hand {hand_cpu:.3f} s   "
+          f"ratio {ours_cpu / hand_cpu:.2f}x")
     print(f"  Python allocations during counts(): peak {py_peak:.2f} MB; "
           f"process peak RSS (chdb engine + Python): {rss:.0f} MB")
 

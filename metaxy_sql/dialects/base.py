@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from sqlglot import exp
 
@@ -23,6 +24,23 @@ def lit(value: str) -> exp.Literal:
 def call(name: str, *args: exp.Expr) -> exp.Anonymous:
     """A function call rendered verbatim (for functions whose name differs by engine)."""
     return exp.Anonymous(this=name, expressions=list(args))
+
+
+class DerivedColumn(NamedTuple):
+    """A stored column computed by the engine from other columns of the row on insert."""
+
+    name: str
+    type: str
+    expression: exp.Expr
+
+
+def derived_column_def(d: Dialect, column: DerivedColumn) -> exp.ColumnDef:
+    """``name type MATERIALIZED expression`` (ClickHouse's spelling of a stored computed
+    column; sqlglot renders it per dialect)."""
+    return exp.ColumnDef(
+        this=exp.to_identifier(column.name, quoted=True), kind=d.type_(column.type),
+        constraints=[exp.ColumnConstraint(kind=exp.ComputedColumnConstraint(
+            this=column.expression.copy(), persisted=True))])
 
 
 class Dialect:
@@ -69,19 +87,32 @@ class Dialect:
         return sql_type
 
     # -- DDL of feature tables ----------------------------------------------------------------
-    def column_schema(self, table: exp.Table, columns: Sequence[tuple[str, str]]) -> exp.Schema:
-        """``table (name type, ...)``."""
+    #: True where feature tables store per-field columns (``derived_columns``) named
+    #: ``names.data_version_token_column(f)`` and ``names.provenance_column(f)``.
+    derives_field_columns: bool = False
+
+    def derived_columns(self, field_keys: Sequence[str]) -> list[DerivedColumn]:
+        """Per-field columns the engine computes from the maps on insert and stores: resolve
+        reads them instead of looking into the maps. None by default."""
+        return []
+
+    def column_schema(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                      derived: Sequence[DerivedColumn] = ()) -> exp.Schema:
+        """``table (name type, ..., derived type <computed> expression, ...)``."""
         return exp.Schema(this=table, expressions=[
-            exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
-            for name, typ in columns])
+            *[exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
+              for name, typ in columns],
+            *[derived_column_def(self, c) for c in derived]])
 
     def table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
-                  id_columns: Sequence[str]) -> list[exp.Expr]:
+                  id_columns: Sequence[str], field_keys: Sequence[str] = ()) -> list[exp.Expr]:
         """``CREATE TABLE IF NOT EXISTS`` of a feature table."""
-        return [exp.Create(kind="TABLE", exists=True, this=self.column_schema(table, columns))]
+        return [exp.Create(kind="TABLE", exists=True, this=self.column_schema(
+            table, columns, self.derived_columns(field_keys)))]
 
     def cluster_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
-                          id_columns: Sequence[str], cluster: str) -> list[exp.Expr]:
+                          id_columns: Sequence[str], cluster: str,
+                          field_keys: Sequence[str] = ()) -> list[exp.Expr]:
         """DDL of a feature table spread over a cluster."""
         raise UnsupportedByDialectError(
             f"--cluster is for ClickHouse; {self.name} has no ON CLUSTER DDL (drop --cluster)")

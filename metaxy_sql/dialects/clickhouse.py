@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sqlglot import exp
 
 from metaxy_sql import names
-from metaxy_sql.dialects.base import Dialect, call, lit
+from metaxy_sql.dialects.base import DerivedColumn, Dialect, call, lit
 from metaxy_sql.hashing import ABSENT, HashAlgorithm
 
 #: Types whose values can be wrapped in ``Nullable(...)`` (composite types cannot).
@@ -182,9 +182,27 @@ class ClickHouseDialect(Dialect):
         # ClickHouse columns are NOT NULL unless their type says Nullable(...).
         return nullable(sql_type)
 
+    derives_field_columns = True
+
+    def derived_columns(self, field_keys: Sequence[str]) -> list[DerivedColumn]:
+        # MATERIALIZED per-field columns: reading a Map(String, String) value costs ~1.6x a
+        # plain String column (chdb 26.9, 1M rows; resolve 0.45 s -> 0.31 s with them). They
+        # are computed on insert (and on the fly for parts written before they existed), are
+        # not part of SELECT *, and equal the map lookups by definition.
+        by_dv, by_prov = (exp.column(c, quoted=True) for c in (names.DATA_VERSION_BY_FIELD,
+                                                               names.PROVENANCE_BY_FIELD))
+        out: list[DerivedColumn] = []
+        for f in field_keys:
+            out.append(DerivedColumn(names.data_version_token_column(f), self.text_type,
+                                     self.map_token(by_dv, f)))
+            out.append(DerivedColumn(names.provenance_column(f), nullable(self.text_type),
+                                     self.map_get(by_prov, f)))
+        return out
+
     def create_table_ddl(
         self, table: exp.Table, columns: Sequence[tuple[str, str]], order_by: Sequence[str],
         *, cluster: str | None = None, engine: str | None = None,
+        derived: Sequence[DerivedColumn] = (),
     ) -> exp.Create:
         """``CREATE TABLE IF NOT EXISTS`` of a feature table, ordered by its id columns."""
         props: list[exp.Expr] = []
@@ -199,15 +217,18 @@ class ClickHouseDialect(Dialect):
                 exp.EQ(this=exp.var(k), expression=exp.Literal.number(v))
                 for k, v in self.table_settings]),
         ]
-        return exp.Create(kind="TABLE", exists=True, this=self.column_schema(table, columns),
+        return exp.Create(kind="TABLE", exists=True,
+                          this=self.column_schema(table, columns, derived),
                           properties=exp.Properties(expressions=props))
 
     def table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
-                  id_columns: Sequence[str]) -> list[exp.Expr]:
-        return [self.create_table_ddl(table, columns, id_columns)]
+                  id_columns: Sequence[str], field_keys: Sequence[str] = ()) -> list[exp.Expr]:
+        return [self.create_table_ddl(table, columns, id_columns,
+                                      derived=self.derived_columns(field_keys))]
 
     def cluster_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
-                          id_columns: Sequence[str], cluster: str) -> list[exp.Expr]:
+                          id_columns: Sequence[str], cluster: str,
+                          field_keys: Sequence[str] = ()) -> list[exp.Expr]:
         # Every version of a sample must live on one shard (the latest row is picked per id):
         # a ReplicatedMergeTree <table>__local per node, a Distributed <table> sharded by ids.
         # https://clickhouse.com/docs/engines/table-engines/special/distributed
@@ -218,10 +239,12 @@ class ClickHouseDialect(Dialect):
         distributed = call("Distributed", lit(cluster), call("currentDatabase"), lit(local),
                            sharding)
         local_table = exp.Table(this=exp.to_identifier(local, quoted=True))
+        derived = self.derived_columns(field_keys)
         return [
             self.create_table_ddl(local_table, columns, id_columns, cluster=cluster,
-                                  engine=replicated),
-            exp.Create(kind="TABLE", exists=True, this=self.column_schema(table, columns),
+                                  engine=replicated, derived=derived),
+            exp.Create(kind="TABLE", exists=True,
+                       this=self.column_schema(table, columns, derived),
                        properties=exp.Properties(expressions=[
                            exp.OnCluster(this=exp.to_identifier(cluster, quoted=True)),
                            exp.EngineProperty(this=distributed)])),

@@ -1,6 +1,7 @@
 -- metaxy-sql resolve: audio/utterance
 -- feature_version: b6b1c35867b5798150249f389b82f080
 -- field audio (code_version 1, field_version 7b13d1f4c78ffc0db836a25b50980d72) <- (root)
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 WITH "upstream__audio__utterance" AS (
   SELECT
@@ -22,11 +23,7 @@ WITH "upstream__audio__utterance" AS (
   SELECT
     "speaker_id",
     "utterance_id",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'audio')
-      THEN "metaxy_provenance_by_field"['audio']
-      ELSE NULL
-    END AS "metaxy_provenance__audio"
+    "metaxy_provenance__audio"
   FROM "audio__utterance"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

@@ -2,6 +2,7 @@
 -- metaxy-sql resolve: speaker/embedding
 -- feature_version: 0dd83750b68bb6f4995822436b892dcd
 -- field embedding (code_version 1, field_version 7c4b940fb1c71a4c972c79954ec948f3) <- audio/utterance.audio
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 CREATE OR REPLACE VIEW "speaker__embedding__increment" AS
 WITH "upstream__audio__utterance" AS (
@@ -79,11 +80,7 @@ WITH "upstream__audio__utterance" AS (
 ), "current" AS (
   SELECT
     "speaker_id",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'embedding')
-      THEN "metaxy_provenance_by_field"['embedding']
-      ELSE NULL
-    END AS "metaxy_provenance__embedding"
+    "metaxy_provenance__embedding"
   FROM "speaker__embedding"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

@@ -1,6 +1,7 @@
 -- metaxy-sql resolve: subtitles/raw
 -- feature_version: 2ab4028f182d2a0e937a697f42f9a37a
 -- field text (code_version 1, field_version 558bb81f0a00695180038e6807c8b1e6) <- (root)
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 WITH "upstream__subtitles__raw" AS (
   SELECT
@@ -19,11 +20,7 @@ WITH "upstream__subtitles__raw" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'text')
-      THEN "metaxy_provenance_by_field"['text']
-      ELSE NULL
-    END AS "metaxy_provenance__text"
+    "metaxy_provenance__text"
   FROM "subtitles__raw"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

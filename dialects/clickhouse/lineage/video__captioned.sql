@@ -1,43 +1,20 @@
 -- metaxy-sql resolve: video/captioned
 -- feature_version: 2a2ab9dfdcf04304c8cd8c6808f40ab9
 -- field caption (code_version 1, field_version 9cf02ca3374ea9cec9e052fb8492731e) <- subtitles/raw.text, video/full.audio, video/full.frames
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 WITH "upstream__subtitles__raw" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'text')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['text'])),
-        ':',
-        "metaxy_data_version_by_field"['text']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__text"
+    "metaxy_dv_token__text"
   FROM "subtitles__raw"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'audio')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['audio'])),
-        ':',
-        "metaxy_data_version_by_field"['audio']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__audio",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'frames')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['frames'])),
-        ':',
-        "metaxy_data_version_by_field"['frames']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__frames"
+    "metaxy_dv_token__audio",
+    "metaxy_dv_token__frames"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -61,11 +38,7 @@ WITH "upstream__subtitles__raw" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'caption')
-      THEN "metaxy_provenance_by_field"['caption']
-      ELSE NULL
-    END AS "metaxy_provenance__caption"
+    "metaxy_provenance__caption"
   FROM "video__captioned"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

@@ -1,19 +1,12 @@
 -- metaxy-sql resolve: video/chunk
 -- feature_version: 876a49f0e1a16a9a4e06975c2f5207fb
 -- field frames (code_version 1, field_version b4b5a7b362f8cb1be036d5c79add72c1) <- video/full.frames
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'frames')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['frames'])),
-        ':',
-        "metaxy_data_version_by_field"['frames']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__frames"
+    "metaxy_dv_token__frames"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -36,11 +29,7 @@ WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
     "chunk_id",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'frames')
-      THEN "metaxy_provenance_by_field"['frames']
-      ELSE NULL
-    END AS "metaxy_provenance__frames"
+    "metaxy_provenance__frames"
   FROM "video__chunk"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

@@ -2,20 +2,13 @@
 -- metaxy-sql resolve: transcript/whisper
 -- feature_version: 12da33c0a5cfb631dc9eb737e408e892
 -- field text (code_version 1, field_version 1b4fca4757c8002f5a6e5a822204ca5a) <- video/full.audio
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 CREATE OR REPLACE VIEW "transcript__whisper__increment" AS
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'audio')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['audio'])),
-        ':',
-        "metaxy_data_version_by_field"['audio']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__audio"
+    "metaxy_dv_token__audio"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -37,11 +30,7 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'text')
-      THEN "metaxy_provenance_by_field"['text']
-      ELSE NULL
-    END AS "metaxy_provenance__text"
+    "metaxy_provenance__text"
   FROM "transcript__whisper"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

@@ -1,19 +1,12 @@
 -- metaxy-sql resolve: video/face_crop
 -- feature_version: f803872e281c9a58fef5cee16a379ca2
 -- field frames (code_version 1, field_version d29dead03741661a6f3b8ca0d0366d78) <- video/full.frames
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 WITH "upstream__video__full" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'frames')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['frames'])),
-        ':',
-        "metaxy_data_version_by_field"['frames']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__frames"
+    "metaxy_dv_token__frames"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -35,11 +28,7 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'frames')
-      THEN "metaxy_provenance_by_field"['frames']
-      ELSE NULL
-    END AS "metaxy_provenance__frames"
+    "metaxy_provenance__frames"
   FROM "video__face_crop"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

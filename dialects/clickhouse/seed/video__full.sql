@@ -2,6 +2,7 @@
 -- feature_version: cb8b07ef8ca4cf390fd99023543e9fd9
 -- field audio (code_version 1, field_version 5b6aaaff5683aa4af0c75d5852b7b432) <- (root)
 -- field frames (code_version 1, field_version 4843c296f28a2c4e139a47e5ab78869a) <- (root)
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 WITH "upstream__video__full" AS (
   SELECT
@@ -26,16 +27,8 @@ WITH "upstream__video__full" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'audio')
-      THEN "metaxy_provenance_by_field"['audio']
-      ELSE NULL
-    END AS "metaxy_provenance__audio",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'frames')
-      THEN "metaxy_provenance_by_field"['frames']
-      ELSE NULL
-    END AS "metaxy_provenance__frames"
+    "metaxy_provenance__audio",
+    "metaxy_provenance__frames"
   FROM "video__full"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"

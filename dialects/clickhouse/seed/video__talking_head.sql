@@ -1,34 +1,19 @@
 -- metaxy-sql resolve: video/talking_head
 -- feature_version: d96e933566d15db2897065949d2cf04e
 -- field clip (code_version 1, field_version cd200d92d53b287e3118ce564cd1add0) <- transcript/whisper.text, video/face_crop.frames
+-- metaxy_dv_token__<field> and metaxy_provenance__<field> are columns the tables derive from their maps (metaxy-sql render --ddl)
 -- dialect: clickhouse; digest: sha256
 WITH "upstream__transcript__whisper" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'text')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['text'])),
-        ':',
-        "metaxy_data_version_by_field"['text']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__text"
+    "metaxy_dv_token__text"
   FROM "transcript__whisper"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
 ), "upstream__video__face_crop" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_data_version_by_field", 'frames')
-      THEN concat(
-        toString(length("metaxy_data_version_by_field"['frames'])),
-        ':',
-        "metaxy_data_version_by_field"['frames']
-      )
-      ELSE '~'
-    END AS "metaxy_dv_token__frames"
+    "metaxy_dv_token__frames"
   FROM "video__face_crop"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
@@ -52,11 +37,7 @@ WITH "upstream__transcript__whisper" AS (
 ), "current" AS (
   SELECT
     "sample_uid",
-    CASE
-      WHEN mapContains("metaxy_provenance_by_field", 'clip')
-      THEN "metaxy_provenance_by_field"['clip']
-      ELSE NULL
-    END AS "metaxy_provenance__clip"
+    "metaxy_provenance__clip"
   FROM "video__talking_head"
   WHERE
     NOT "metaxy_superseded" AND NOT "metaxy_deleted"
