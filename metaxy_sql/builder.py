@@ -81,31 +81,12 @@ def sample_digest_expr(
 
 
 # -- latest state -----------------------------------------------------------------------------
-def latest_rows(
-    table: str, ids: Sequence[str], columns: Sequence[str],
-    projections: Sequence[exp.Expr] | None = None, *, dialect: Dialect | None = None,
-) -> exp.Select:
-    """Latest row per id of a feature table, soft-deleted ids hidden.
-
-    ``columns`` are the stored columns read; ``projections`` (default: those columns) are
-    computed from them. Where writes supersede (DuckDB, Postgres) the latest rows are those
-    not superseded; elsewhere the newest row per id in ``metaxy_created_at`` order wins, ties
-    resolved deterministically: a tombstone, then the greater data version.
-    """
-    d = dialect or Dialect()
-    outputs = list(projections) if projections is not None else [col(c) for c in columns]
-    live = exp.Not(this=col(names.DELETED))
-    if d.supersede_on_write:
-        return (exp.select(*[col(c) for c in ids], *outputs).from_(table_ref(table))
-                .where(exp.Not(this=col(names.SUPERSEDED))).where(live))
-    order = [d.order_desc(col(c)) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)]
-    # Projections are computed before picking the latest row: the sort or window then carries
-    # a few strings per row instead of whole per-field maps.
-    inner, first = d.latest_per_id(table_ref(table), [col(c) for c in ids],
-                                   [*[col(c) for c in ids], *outputs, col(names.DELETED)], order)
-    select = exp.select(*[col(c) for c in ids], *[col(o.alias_or_name) for o in outputs]).from_(
-        inner.subquery(table, copy=False))
-    return (select.where(first) if first is not None else select).where(live)
+def latest_rows(table: str, ids: Sequence[str], outputs: Sequence[exp.Expr]) -> exp.Select:
+    """The ids and ``outputs`` (computed from each row) of the latest row per id of a feature
+    table: the rows not superseded, soft-deleted ids hidden. Writes keep one row per id not
+    superseded (see ``supersede`` and ``supersede_older``), so this is a filter."""
+    return (exp.select(*[col(c) for c in ids], *outputs).from_(table_ref(table))
+            .where(exp.Not(this=col(names.SUPERSEDED))).where(exp.Not(this=col(names.DELETED))))
 
 
 # -- resolve ----------------------------------------------------------------------------------
@@ -158,15 +139,10 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
     preds = _filters(u)
     ids = u.member_ids or keys
     carried = [exp.alias_(col(c), t, quoted=True) for c, t in u.carried]
-    # Filters read the latest row's columns: they are projected so every latest-row strategy
-    # (a filter, or a subquery picking the first row) exposes them to the WHERE.
-    filtered = sorted({c for p in preds for c in filters.columns_of(p)} - set(ids)
-                      - {t for _, t in u.carried})
-    read = [names.DATA_VERSION_BY_FIELD, *sorted(set(filtered) | {c for c, _ in u.carried})]
-    select = latest_rows(u.relation, ids, read, [
+    select = latest_rows(u.relation, ids, [
         *[_stored_or(d, derived, u.relation, names.data_version_token_column(f),
                      d.map_token(col(names.DATA_VERSION_BY_FIELD), f)) for f in u.fields],
-        *carried, *[col(c) for c in filtered]], dialect=d)
+        *carried])
     for p in [*preds, *([subset] if subset is not None else [])]:
         select = select.where(p.copy())
     return select
@@ -177,9 +153,6 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
     """One row per group: per upstream field, the digest of the group's member entries
     (``hashing.group_data_version``), concatenated in an engine-independent order."""
     preds = _filters(u)
-    filtered = sorted({c for p in preds for c in filters.columns_of(p)} - set(u.member_ids)
-                      - set(u.key_columns))
-    read = [names.DATA_VERSION_BY_FIELD, *sorted({*filtered, *u.key_columns})]
     member = [token(d, d.int_to_text(col(c))) for c in u.member_ids]
     entries = [
         exp.alias_(concat([*[m.copy() for m in member],
@@ -187,9 +160,8 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
                                               copy=False))]),
                    names.member_entry_column(f), quoted=True)
         for f in u.fields]
-    members = latest_rows(u.relation, u.member_ids, read,
-                          [*[col(c) for c in (*u.key_columns, *filtered)], *entries],
-                          dialect=d)
+    members = latest_rows(u.relation, u.member_ids, [*[col(c) for c in u.key_columns],
+                                                      *entries])
     for p in [*preds, *([subset] if subset is not None else [])]:
         members = members.where(p.copy())
     return exp.select(
@@ -236,10 +208,9 @@ def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str],
     if plan.table in missing:
         return _empty(d, plan.id_columns, [names.provenance_column(f) for f in plan.field_keys],
                       names.EXPECTED, plan.grain or plan.id_columns)
-    select = latest_rows(plan.table, plan.id_columns, [names.PROVENANCE_BY_FIELD], [
+    select = latest_rows(plan.table, plan.id_columns, [
         _stored_or(d, derived, plan.table, names.provenance_column(f),
-                   d.map_get(col(names.PROVENANCE_BY_FIELD), f)) for f in plan.field_keys],
-        dialect=d)
+                   d.map_get(col(names.PROVENANCE_BY_FIELD), f)) for f in plan.field_keys])
     return select.where(subset.copy()) if subset is not None else select
 
 
@@ -483,13 +454,10 @@ def supersede_older(table: str, staged: str, id_columns: Sequence[str],
     live = exp.Not(this=col(names.SUPERSEDED))
     order_columns = (names.CREATED_AT, names.DELETED, names.DATA_VERSION)
     row = exp.Tuple(expressions=[*[c.copy() for c in ids], *[col(c) for c in order_columns]])
-    newest, first = d.latest_per_id(
+    newest = d.latest_per_id(
         table_ref(table), ids, [e.copy() for e in row.expressions],
-        [d.order_desc(col(c)) for c in order_columns])
-    newest = newest.where(live.copy()).where(staged_ids.copy())
-    if first is not None:
-        newest = exp.select(*[e.copy() for e in row.expressions]).from_(
-            newest.subquery("newest")).where(first)
+        [d.order_desc(col(c)) for c in order_columns],
+    ).where(live.copy()).where(staged_ids.copy())
     return exp.update(table_ref(table), {names.SUPERSEDED: exp.true()}, where=exp.and_(
         live, staged_ids, exp.Not(this=exp.In(this=row, query=exp.Subquery(this=newest)))))
 
@@ -508,10 +476,9 @@ def hard_delete(table: str, staged: str, id_columns: Sequence[str], *,
     return exp.delete(table_ref(table), where=exp.Exists(this=sub))
 
 
-def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str], *,
-                dialect: Dialect | None = None) -> exp.Select:
+def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str]) -> exp.Select:
     """Latest state of a feature table: the newest live row per id, ordered by id."""
-    return latest_rows(table, id_columns, columns, dialect=dialect).order_by(
+    return latest_rows(table, id_columns, [col(c) for c in columns]).order_by(
         *[col(c) for c in id_columns])
 
 

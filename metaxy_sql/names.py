@@ -29,7 +29,6 @@ SUPERSEDED = "metaxy_superseded"
 #: Increment-only columns (never stored).
 STATUS = "metaxy_status"
 CHANGED_FIELDS = "metaxy_changed_fields"
-ROW_NUMBER = "metaxy_row_number"
 
 SYSTEM_COLUMNS = (
     PROVENANCE_BY_FIELD,

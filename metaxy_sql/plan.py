@@ -197,8 +197,7 @@ class _Planner:
                 continue
             impact.follow_via += [f"{f} <- {p}.{pf}" for p, pf in self.graph.field_parents(key, f)
                                   if (p, pf) in self.affected]
-            live = builder.latest_rows(names.table(key), ids, [],
-                                       dialect=self.store.executor.dialect)
+            live = builder.latest_rows(names.table(key), ids, [])
             src = _union(sources)
             query = exp.select(*[builder.col(c, "live") for c in ids]).distinct().from_(
                 live.subquery("live")).join(src.subquery("src"),

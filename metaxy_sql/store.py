@@ -203,8 +203,7 @@ class Store:
             columns = [c for c in self.executor.columns(table)
                        if c not in spec.id_columns and c not in derived
                        and c not in (names.DELETED, names.SUPERSEDED)]
-            query = builder.read_latest(table, spec.id_columns, columns,
-                                        dialect=self.executor.dialect)
+            query = builder.read_latest(table, spec.id_columns, columns)
         return self.executor.fetch(self.executor.dialect.render(query))
 
     def count(self, feature: str) -> int:
@@ -212,8 +211,7 @@ class Store:
         spec = self.graph.spec(feature)
         if names.table(feature) not in self.executor.tables():
             return 0
-        query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, [],
-                                                        dialect=self.executor.dialect))
+        query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, []))
         return int(self.executor.fetch(self.executor.dialect.render(query)).column(0)[0].as_py())
 
     def drop(self, feature: str) -> None:
@@ -263,7 +261,7 @@ class Store:
         """Mark the replaced rows of the staged ids superseded: before the append in its
         transaction, or after it where the engine has no transactions (ClickHouse)."""
         d = self.executor.dialect
-        if not d.supersede_on_write or d.supersede_after_insert != after_insert:
+        if d.supersede_after_insert != after_insert:
             return
         table, ids = names.table(feature), self.graph.spec(feature).id_columns
         if after_insert:

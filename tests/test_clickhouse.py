@@ -159,3 +159,14 @@ def test_tables_without_derived_columns_resolve_through_the_maps() -> None:
             "sample_uid", "metaxy_provenance_by_field", "metaxy_provenance",
             "metaxy_data_version_by_field", "metaxy_data_version", "metaxy_feature_version",
             "metaxy_created_at"]
+
+
+def test_servers_older_than_lightweight_updates_are_refused_clearly() -> None:
+    from metaxy_sql.executors.clickhouse import check_version
+
+    with pytest.raises(mx.StoreConnectionError, match=r"ClickHouse 25\.3\.2\.1 is older than "
+                       r"25\.7.*upgrade the server") as info:
+        check_version("25.3.2.1", "clickhouse://u:***@h:8123/db")
+    assert "clickhouse://u:***@h:8123/db" in str(info.value)
+    check_version("25.7.1.1", "x")
+    check_version("26.9.2.1", "x")

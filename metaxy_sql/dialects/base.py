@@ -14,7 +14,6 @@ from sqlglot import exp
 
 from metaxy_sql.errors import UnsupportedByDialectError
 from metaxy_sql.hashing import ABSENT, DIGEST_HEX_CHARS, HashAlgorithm
-from metaxy_sql.names import ROW_NUMBER
 
 
 def lit(value: str) -> exp.Literal:
@@ -55,13 +54,10 @@ class Dialect:
     correlated_delete: bool = True
     #: Session settings the executor applies to every statement on this engine.
     session_settings: dict[str, str] = {}
-    #: True: a write marks the rows it replaces ``metaxy_superseded`` (an UPDATE in the same
-    #: transaction), so the latest state is a plain filter. False: the latest state is
-    #: chosen at read time by ``latest_per_id`` (engines where updates are expensive).
-    supersede_on_write: bool = True
-    #: True: the supersede UPDATE runs after the append and marks every live row of the
-    #: written ids but the newest (``builder.supersede_older``), for engines with no
-    #: multi-statement transactions. False: it runs first, in the write's transaction.
+    #: A write marks the rows it replaces ``metaxy_superseded``, so the latest state is a
+    #: plain filter. False: that UPDATE runs first, in the write's transaction. True: it runs
+    #: after the append and marks every live row of the written ids but the newest
+    #: (``builder.supersede_older``), for engines with no multi-statement transactions.
     supersede_after_insert: bool = False
 
     # -- types ------------------------------------------------------------------------------
@@ -187,17 +183,11 @@ class Dialect:
     def latest_per_id(
         self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],
         order: Sequence[exp.Ordered],
-    ) -> tuple[exp.Select, exp.Expr | None]:
-        """Rows of ``source`` with the first row per id in ``order`` marked or kept.
-
-        Returns the select and the condition an outer query adds to keep only those rows
-        (``None`` when the select already keeps one row per id).
+    ) -> exp.Select:
+        """``columns`` of the first row per id of ``source`` in ``order`` (the newest row of
+        each id). Needed where writes supersede after the append (``supersede_after_insert``).
         """
-        window = exp.Window(this=exp.RowNumber(), partition_by=list(ids),
-                            order=exp.Order(expressions=list(order)))
-        select = exp.select(*columns, exp.alias_(window, ROW_NUMBER, quoted=True)).from_(source)
-        return select, exp.EQ(this=exp.column(ROW_NUMBER, quoted=True),
-                              expression=exp.Literal.number(1))
+        raise NotImplementedError(f"{self.name}: latest_per_id")
 
     def write_lock(self, table: str) -> exp.Expr | None:
         """A statement run first in a write transaction to serialize writers of ``table``

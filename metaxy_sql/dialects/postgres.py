@@ -65,20 +65,6 @@ class PostgresDialect(Dialect):
             this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=ordered)]),
             separator=lit(""))
 
-    def order_desc(self, column: exp.Expr) -> exp.Ordered:
-        # Plain DESC (NULLS FIRST in Postgres) matches a DESC b-tree index; sqlglot would add
-        # NULLS LAST to a dialect-neutral DESC, which turns an index scan into a sort.
-        return exp.Ordered(this=column, desc=True, nulls_first=True)
-
-    def latest_per_id(
-        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],
-        order: Sequence[exp.Ordered],
-    ) -> tuple[exp.Select, exp.Expr | None]:
-        # DISTINCT ON keeps the first row per id: a Unique over the latest-row index scan,
-        # cheaper than a WindowAgg computing row_number() for every row.
-        select = exp.select(*columns).from_(source).distinct(*[c.copy() for c in ids])
-        return select.order_by(*[c.copy() for c in ids], *order), None
-
     def snapshot_ddl(self, table: exp.Table, select: exp.Select) -> list[exp.Expr]:
         # No CREATE OR REPLACE TABLE; DDL is transactional, so drop + create in one
         # transaction replaces the snapshot atomically.

@@ -123,7 +123,12 @@ class ClickHouseExecutor:
                 f"cannot connect to {target.masked_url}: {_reason(e, target.secret)}"
                 + _hint(target, e)) from None
         try:
+            check_version(client.query("SELECT version()").result_rows[0][0], target.masked_url)
             _use_database(client, target)
+        except ClickHouseError as e:
+            client.close()
+            raise StoreConnectionError(
+                f"cannot open {target.masked_url}: {_reason(e, target.secret)}") from None
         except BaseException:
             client.close()
             raise
@@ -216,6 +221,24 @@ class ClickHouseExecutor:
     def close(self) -> None:
         with contextlib.suppress(ClickHouseError):
             self.client.close()
+
+
+#: Writes supersede and hard-delete through lightweight UPDATE (patch parts): 25.7 and later.
+MIN_VERSION = (25, 7)
+
+
+def check_version(version: str, masked_url: str) -> None:
+    """Refuse servers older than :data:`MIN_VERSION`, naming the version and the fix."""
+    try:
+        found = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return  # an unusual build string: let the statements speak for themselves
+    if found < MIN_VERSION:
+        need = ".".join(map(str, MIN_VERSION))
+        raise StoreConnectionError(
+            f"cannot use {masked_url}: ClickHouse {version} is older than {need}, which "
+            "metaxy-sql needs for lightweight UPDATE and DELETE (patch parts); upgrade the "
+            "server")
 
 
 def _use_database(client: Any, target: Target) -> None:
