@@ -170,3 +170,38 @@ def test_servers_older_than_lightweight_updates_are_refused_clearly() -> None:
     assert "clickhouse://u:***@h:8123/db" in str(info.value)
     check_version("25.7.1.1", "x")
     check_version("26.9.2.1", "x")
+
+
+# Answers of a real server (Debian's clickhouse-server 18.16 over HTTP, as clickhouse-connect
+# reports them): the password is wrong, the user is unknown, the server is too old.
+_SEEN = {
+    "wrong password": "HTTP driver received HTTP status 401, server response: Code: 193, "
+                      "e.displayText() = DB::Exception: Wrong password for user default, "
+                      "e.what() = DB::Exception (for url http://127.0.0.1:8123)",
+    "unknown user": "HTTP driver received HTTP status 401, server response: Code: 192, "
+                    "e.displayText() = DB::Exception: Unknown user nobody, "
+                    "e.what() = DB::Exception (for url http://127.0.0.1:8123)",
+    "too old": "HTTP driver received HTTP status 404, server response: Code: 47, "
+               "e.displayText() = DB::Exception: Unknown identifier: readonly, "
+               "e.what() = DB::Exception (for url http://127.0.0.1:8123)",
+}
+
+
+@pytest.mark.parametrize(("case", "hint"), [
+    ("wrong password", "check the user name and password in the URL"),
+    ("unknown user", "check the user name and password in the URL"),
+    ("too old", "needs ClickHouse 25.7 or newer"),
+])
+def test_server_answers_become_one_line_with_the_right_hint(case: str, hint: str) -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from metaxy_sql.executors.clickhouse import _hint, _reason, parse_url
+
+    target = parse_url("clickhouse://nobody:x@127.0.0.1:8123/default")
+    error = DatabaseError(_SEEN[case])
+    reason = _reason(error, target.secret)
+    assert reason.startswith("Code: ") and "HTTP driver" not in reason
+    assert "displayText" in reason and "e.what()" in reason  # a 1-char password mangles nothing
+    assert hint in _hint(target, error)
+    assert _reason(DatabaseError("Code: 516. bad password s3cr!t given"), "s3cr!t") == (
+        "Code: 516. bad password *** given")

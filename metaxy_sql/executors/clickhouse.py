@@ -13,6 +13,7 @@ step runs server-side.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,9 +94,14 @@ def _mask(url: str, password: str | None) -> str:
 def _reason(e: BaseException, secret: str = "") -> str:
     """The engine's message without the driver's preamble (and never the password)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    line = next((ln for ln in lines if ln.startswith("Code:")), lines[0] if lines else repr(e))
+    line = next((ln for ln in lines if "Code:" in ln), lines[0] if lines else repr(e))
+    if "Code:" in line:  # "HTTP driver received HTTP status 401, server response: Code: ..."
+        line = line[line.index("Code:"):]
     line = line.split(" Stack trace", 1)[0]
-    return line.replace(secret, "***") if secret else line
+    if not secret:
+        return line
+    # Whole occurrences only: a short password must not mangle words that contain it.
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", line)
 
 
 class ClickHouseExecutor:
@@ -258,13 +264,23 @@ def _use_database(client: Any, target: Target) -> None:
     client.database = target.database
 
 
+#: Authentication failures: AUTHENTICATION_FAILED (516) on current servers, WRONG_PASSWORD
+#: (193) and UNKNOWN_USER (192) on old ones; HTTP answers them with status 401.
+_AUTH_FAILED = ("AUTHENTICATION_FAILED", "Code: 516", "Code: 193", "Code: 192",
+                "HTTP status 401")
+
+
 def _hint(target: Target, e: ClickHouseError) -> str:
     text = str(e)
-    if "AUTHENTICATION_FAILED" in text or "Code: 516" in text:
+    if any(marker in text for marker in _AUTH_FAILED):
         return "; check the user name and password in the URL"
     if "already initialized with path" in text:
         return ("; chdb opens one data path per process: close the other chdb stores first "
                 "(or use the same path with another ?database=)")
-    if not target.embedded:
-        return "; is the server running and reachable on that host and port?"
-    return ""
+    if target.embedded:
+        return ""
+    if "server response" in text:  # it answered, but refused the driver's first queries
+        need = ".".join(map(str, MIN_VERSION))
+        return (f"; the server answered but refused the client's first query: metaxy-sql "
+                f"needs ClickHouse {need} or newer")
+    return "; is the server running and reachable on that host and port?"
