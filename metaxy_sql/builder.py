@@ -409,7 +409,7 @@ def write_select(
         exp.alias_(lit(feature_version), names.FEATURE_VERSION, quoted=True),
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.false(), names.DELETED, quoted=True),
-        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
+        exp.alias_(_appended_superseded(d), names.SUPERSEDED, quoted=True),
     ).from_(inner.subquery(staged, copy=False))
 
 
@@ -425,8 +425,14 @@ def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
         *[col(c) for c in id_columns],
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.true(), names.DELETED, quoted=True),
-        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
+        exp.alias_(_appended_superseded(d), names.SUPERSEDED, quoted=True),
     ).from_(table_ref(staged)).distinct()
+
+
+def _appended_superseded(d: Dialect) -> exp.Expr:
+    """``metaxy_superseded`` of appended rows: live, or invisible until ``settle_superseded``
+    makes them live (engines that supersede after the append)."""
+    return exp.true() if d.supersede_after_insert else exp.false()
 
 
 def supersede(table: str, staged: str, id_columns: Sequence[str]) -> exp.Update:
@@ -438,28 +444,42 @@ def supersede(table: str, staged: str, id_columns: Sequence[str]) -> exp.Update:
         where=exp.and_(exp.Not(this=col(names.SUPERSEDED, table)), exp.Exists(this=sub)))
 
 
-def supersede_older(table: str, staged: str, id_columns: Sequence[str],
-                    d: Dialect) -> exp.Update:
-    """Mark superseded every live row of the staged ids but the newest (after the append).
+def settle_superseded(table: str, id_columns: Sequence[str], d: Dialect,
+                      staged: str | None) -> exp.Update:
+    """Set ``metaxy_superseded`` of every row of some ids to "not the newest row of its id".
 
-    The newest row per id is the first in the read order (``metaxy_created_at``, then
-    tombstone, then data version, all descending). Idempotent and convergent: concurrent
-    writers of the same ids, or a rerun after a crash between append and update, end in
-    the same state, because no run ever marks the newest row.
+    For engines without multi-statement transactions (``Dialect.supersede_after_insert``):
+    a write appends its rows already superseded (invisible), then this one UPDATE makes them
+    live and supersedes the rows they replace, so readers see the write whole or not at all,
+    and a crash between the two statements leaves the write invisible, as a rollback would.
+
+    The newest row per id is the first in ``metaxy_created_at``, tombstone, data version and
+    then ``Dialect.insert_order`` (a total order), all descending, over every row of the id.
+    Only rows whose flag is wrong are updated. Concurrent writers of the same ids converge:
+    each run computes the same answer from all rows present.
+
+    ``staged``: the ids of that staged relation (a write); ``None``: the ids that have more
+    than one live row (repairs a table written before writes superseded).
     """
     ids = [col(c) for c in id_columns]
     key = ids[0] if len(ids) == 1 else exp.Tuple(expressions=ids)
-    staged_ids = exp.In(this=key.copy(), query=exp.Subquery(
-        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(staged))))
-    live = exp.Not(this=col(names.SUPERSEDED))
-    order_columns = (names.CREATED_AT, names.DELETED, names.DATA_VERSION)
-    row = exp.Tuple(expressions=[*[c.copy() for c in ids], *[col(c) for c in order_columns]])
-    newest = d.latest_per_id(
-        table_ref(table), ids, [e.copy() for e in row.expressions],
-        [d.order_desc(col(c)) for c in order_columns],
-    ).where(live.copy()).where(staged_ids.copy())
-    return exp.update(table_ref(table), {names.SUPERSEDED: exp.true()}, where=exp.and_(
-        live, staged_ids, exp.Not(this=exp.In(this=row, query=exp.Subquery(this=newest)))))
+    if staged is not None:
+        scope = exp.select(*[c.copy() for c in ids]).from_(table_ref(staged))
+    else:
+        scope = (exp.select(*[c.copy() for c in ids]).from_(table_ref(table))
+                 .where(exp.Not(this=col(names.SUPERSEDED))).group_by(*[c.copy() for c in ids])
+                 .having(exp.GT(this=exp.Count(this=exp.Star()),
+                                expression=exp.Literal.number(1))))
+    in_scope = exp.In(this=key, query=exp.Subquery(this=scope))
+    order = [*[col(c) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)],
+             *d.insert_order()]
+    row = exp.Tuple(expressions=[*[c.copy() for c in ids], *[c.copy() for c in order]])
+    newest = d.latest_per_id(table_ref(table), ids, [e.copy() for e in row.expressions],
+                             [d.order_desc(c.copy()) for c in order]).where(in_scope.copy())
+    is_newest = exp.paren(exp.In(this=row, query=exp.Subquery(this=newest)), copy=False)
+    return exp.update(table_ref(table), {names.SUPERSEDED: exp.Not(this=is_newest)},
+                      where=exp.and_(in_scope, exp.EQ(this=col(names.SUPERSEDED),
+                                                      expression=is_newest.copy())))
 
 
 def hard_delete(table: str, staged: str, id_columns: Sequence[str], *,
@@ -489,18 +509,21 @@ def read_history(table: str, id_columns: Sequence[str]) -> exp.Select:
 
 
 def add_column(table: str, column: str, sql_type: str, d: Dialect) -> exp.Alter:
-    """Add a user column first seen in a later write."""
+    """Add a user column first seen in a later write (``IF NOT EXISTS``: a concurrent writer
+    may add it first)."""
     return exp.Alter(
         this=table_ref(table), kind="TABLE",
         actions=[exp.ColumnDef(this=exp.to_identifier(column, quoted=True),
-                               kind=exp.DataType.build(sql_type, dialect=d.sqlglot_dialect))])
+                               kind=exp.DataType.build(sql_type, dialect=d.sqlglot_dialect),
+                               exists=True)])
 
 
 def add_derived_column(table: str, column: DerivedColumn, d: Dialect) -> exp.Alter:
     """Add a per-field column the engine derives from the maps (``Dialect.derived_columns``);
     rows written before it are computed on read, by the same expression."""
-    return exp.Alter(this=table_ref(table), kind="TABLE",
-                     actions=[derived_column_def(d, column)])
+    definition = derived_column_def(d, column)
+    definition.set("exists", True)
+    return exp.Alter(this=table_ref(table), kind="TABLE", actions=[definition])
 
 
 def count_query(select: exp.Select) -> exp.Select:

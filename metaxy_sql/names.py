@@ -87,6 +87,12 @@ def data_version_token_column(field_key: str) -> str:
     return f"metaxy_dv_token__{field_key}"
 
 
+def is_per_field_column(name: str) -> bool:
+    """A per-field column (:func:`provenance_column`, :func:`data_version_token_column`):
+    internal to statements, or derived by the engine in the table; never user data."""
+    return name.startswith((f"{PROVENANCE}__", "metaxy_dv_token__"))
+
+
 def data_version_column(field_key: str) -> str:
     """Per-field upstream data version column inside an upstream CTE."""
     return f"{DATA_VERSION}__{field_key}"

@@ -198,10 +198,8 @@ class Store:
         if history:
             query = builder.read_history(table, spec.id_columns)
         else:
-            derived = {c.name for c in self.executor.dialect.derived_columns(
-                self.graph.field_keys(feature))}
             columns = [c for c in self.executor.columns(table)
-                       if c not in spec.id_columns and c not in derived
+                       if c not in spec.id_columns and not names.is_per_field_column(c)
                        and c not in (names.DELETED, names.SUPERSEDED)]
             query = builder.read_latest(table, spec.id_columns, columns)
         return self.executor.fetch(self.executor.dialect.render(query))
@@ -265,8 +263,8 @@ class Store:
             return
         table, ids = names.table(feature), self.graph.spec(feature).id_columns
         if after_insert:
-            self.executor.execute(d.render(builder.supersede_older(
-                table, names.staged(feature), ids, d)))
+            self.executor.execute(d.render(builder.settle_superseded(
+                table, ids, d, names.staged(feature))))
             return
         lock = d.write_lock(table)
         if lock is not None:
@@ -291,7 +289,8 @@ class Store:
 
     def _ensure_table(self, feature: str, select: Any, user_columns: list[str]) -> None:
         table, d = names.table(feature), self.executor.dialect
-        if table not in self.executor.tables():
+        created = table not in self.executor.tables()
+        if created:
             self.executor.create_table(table, select, list(self.graph.spec(feature).id_columns))
         existing = self.executor.columns(table)
         new = [c for c in user_columns if c not in existing]
@@ -300,9 +299,15 @@ class Store:
             for c in new:
                 self.executor.execute(d.render(builder.add_column(table, c, staged_types[c], d)))
         # Per-field derived columns: on a new table, and for fields added to the definition.
-        for column in d.derived_columns(self.graph.field_keys(feature)):
-            if column.name not in existing:
-                self.executor.execute(d.render(builder.add_derived_column(table, column, d)))
+        added = [c for c in d.derived_columns(self.graph.field_keys(feature))
+                 if c.name not in existing]
+        for column in added:
+            self.executor.execute(d.render(builder.add_derived_column(table, column, d)))
+        if added and not created and not any(names.is_per_field_column(c) for c in existing):
+            # A table written before per-field columns, when writes did not supersede yet:
+            # settle the flags of every id with more than one live row, once.
+            self.executor.execute(d.render(builder.settle_superseded(
+                table, self.graph.spec(feature).id_columns, d, None)))
 
     def _staged(self, feature: str, table: pa.Table) -> _Staged:
         return _Staged(self.executor, names.staged(feature), table)

@@ -1,5 +1,6 @@
-"""Superseding on write: a failure between the append and the supersede step loses nothing,
-and the next write of the same ids leaves one live row per id (every engine)."""
+"""Superseding on write, on every engine: a write is seen whole or not at all (a failure
+between its statements leaves the previous state, as a rollback would), every id keeps
+exactly one live row, and ties in write time still have one newest row."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 import metaxy_sql as mx
 from metaxy_sql.examples import seed
-from tests.pipeline import as_dict, samples
+from tests.pipeline import as_dict, samples, step
 
 
 class SupersedeFailed(Exception):
@@ -31,49 +32,62 @@ def fail_supersede_once(store: mx.Store, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(store.executor, "execute", flaky)
 
 
-def live(store: mx.Store) -> dict[str, list[dict[str, str]]]:
+def live(store: mx.Store, feature: str = "video/full") -> dict[str, list[dict[str, str]]]:
     rows: dict[str, list[dict[str, str]]] = {}
-    for r in store.read("video/full").to_pylist():
+    for r in store.read(feature).to_pylist():
         rows.setdefault(r["sample_uid"], []).append(as_dict(r["metaxy_provenance_by_field"]))
     return rows
 
 
-def test_failed_supersede_loses_nothing_and_the_next_write_converges(
+OLD = {"v1": {"audio": "a1", "frames": "f1"}, "v2": {"audio": "a2", "frames": "f2"}}
+NEW = {"v1": {"audio": "a1", "frames": "F1"}, "v2": {"audio": "a2", "frames": "F2"}}
+
+
+def test_a_write_failing_before_it_supersedes_leaves_the_previous_state(
         make_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store(seed.graph)
-    old = {"v1": {"audio": "a1", "frames": "f1"}, "v2": {"audio": "a2", "frames": "f2"}}
-    new = {"v1": {"audio": "a1", "frames": "F1"}, "v2": {"audio": "a2", "frames": "F2"}}
-    store.write("video/full", samples(old))
-
+    step(store, samples(OLD))
     fail_supersede_once(store, monkeypatch)
     with pytest.raises(SupersedeFailed):
-        store.write("video/full", samples(new))
-    after_crash = live(store)
-    assert set(after_crash) == {"v1", "v2"}  # no sample lost its latest row
-    for uid, versions in after_crash.items():
-        # Transactional engines roll the write back; ClickHouse keeps the appended rows
-        # beside the old ones until the next write of those ids.
-        assert old[uid] in versions or new[uid] in versions
-        assert all(v in (old[uid], new[uid]) for v in versions)
-
-    store.write("video/full", samples(new))
-    assert live(store) == {uid: [by_field] for uid, by_field in new.items()}
+        store.write("video/full", samples(NEW))
+    assert live(store) == {uid: [by_field] for uid, by_field in OLD.items()}
     assert store.count("video/full") == 2
-    history = store.read("video/full", history=True)
-    assert history.num_rows >= 4  # every version is kept
-    assert store.resolve_update("video/full", samples=samples(new)).counts() == {
+    # Downstream sees one consistent upstream state: nothing to do yet.
+    for key in ("video/face_crop", "transcript/whisper", "video/talking_head"):
+        assert store.resolve_update(key).counts() == {"new": 0, "stale": 0, "orphaned": 0}
+
+    store.write("video/full", samples(NEW))  # the retry
+    assert live(store) == {uid: [by_field] for uid, by_field in NEW.items()}
+    assert store.read("video/full", history=True).num_rows >= 4  # every version is kept
+    assert store.resolve_update("video/face_crop").counts() == {
+        "new": 0, "stale": 2, "orphaned": 0}
+    assert store.resolve_update("transcript/whisper").counts() == {
         "new": 0, "stale": 0, "orphaned": 0}
 
 
-def test_failed_tombstone_supersede_still_hides_the_sample_after_a_retry(
+def test_a_delete_failing_before_it_supersedes_hides_nothing_until_retried(
         make_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store(seed.graph)
-    store.write("video/full", samples({"v1": {"audio": "a1", "frames": "f1"},
-                                       "v2": {"audio": "a2", "frames": "f2"}}))
+    store.write("video/full", samples(OLD))
     fail_supersede_once(store, monkeypatch)
     with pytest.raises(SupersedeFailed):
         store.delete("video/full", [{"sample_uid": "v1"}])
-    assert "v2" in live(store)
+    assert live(store) == {uid: [by_field] for uid, by_field in OLD.items()}
     store.delete("video/full", [{"sample_uid": "v1"}])
-    assert set(live(store)) == {"v2"}
+    assert live(store) == {"v2": [OLD["v2"]]}
     assert store.count("video/full") == 1
+
+
+def test_writes_with_the_same_write_time_still_leave_one_live_row(
+        make_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(seed.graph)
+    # Two writers in the same microsecond (one store's clock never repeats; two stores' can).
+    monkeypatch.setattr(store, "_now", lambda: "2026-01-01 00:00:00.000000")
+    store.write("video/full", samples(OLD))
+    store.write("video/full", samples(OLD))  # identical rows: only insertion order differs
+    assert live(store) == {uid: [by_field] for uid, by_field in OLD.items()}
+    store.write("video/full", samples(NEW))
+    rows = live(store)
+    assert sorted(rows) == ["v1", "v2"] and all(len(v) == 1 for v in rows.values())
+    assert store.count("video/full") == 2
+    assert store.read("video/full", history=True).num_rows == 6

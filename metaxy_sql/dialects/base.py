@@ -55,9 +55,9 @@ class Dialect:
     #: Session settings the executor applies to every statement on this engine.
     session_settings: dict[str, str] = {}
     #: A write marks the rows it replaces ``metaxy_superseded``, so the latest state is a
-    #: plain filter. False: that UPDATE runs first, in the write's transaction. True: it runs
-    #: after the append and marks every live row of the written ids but the newest
-    #: (``builder.supersede_older``), for engines with no multi-statement transactions.
+    #: plain filter. False: that UPDATE runs first, in the write's transaction. True (engines
+    #: with no multi-statement transactions): rows are appended superseded, then one UPDATE
+    #: settles every row of the written ids (``builder.settle_superseded``).
     supersede_after_insert: bool = False
 
     # -- types ------------------------------------------------------------------------------
@@ -179,6 +179,11 @@ class Dialect:
         matters: ``metaxy_data_version`` is NULL only on tombstones, which never tie with live
         rows because ``metaxy_deleted`` is ordered first)."""
         return exp.Ordered(this=column, desc=True)
+
+    def insert_order(self) -> list[exp.Expr]:
+        """Columns ordering rows by insertion, the last tie-break of the newest row per id
+        where writes supersede after the append. None by default."""
+        return []
 
     def latest_per_id(
         self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],

@@ -39,14 +39,13 @@ class ClickHouseDialect(Dialect):
 
     # Mutations (lightweight DELETE included) reject correlated subqueries (NOT_IMPLEMENTED).
     correlated_delete = False
-    # Writes supersede through a lightweight UPDATE (a patch part holding only the flag of
-    # the replaced rows, applied at read time until merged; 25.7+):
+    # Writes supersede through a lightweight UPDATE (a patch part holding only the flags it
+    # changes, applied at read time until merged; 25.7+):
     # https://clickhouse.com/docs/sql-reference/statements/update
     # The latest state is then a filter: picking the newest row per id at read time
     # (ORDER BY ... LIMIT 1 BY) cost 0.2-0.3 s per 1M-row table on chdb. There is no
-    # multi-statement transaction, so the UPDATE follows the INSERT and spares the newest row
-    # per id: a concurrent reader or a crash in between sees two live rows of a written id
-    # (never none), and the next write of that id repairs it.
+    # multi-statement transaction: rows are appended superseded (invisible) and one UPDATE
+    # then flips the written ids' rows at once; a crash in between leaves the write unseen.
     supersede_after_insert = True
     session_settings = {
         # The default DELETE is a background mutation that cannot see the session's temporary
@@ -57,9 +56,10 @@ class ClickHouseDialect(Dialect):
         "allow_experimental_lightweight_update": "1",
     }
     #: Engine of feature tables. Plain MergeTree: a Replacing/Collapsing engine would merge
-    #: away the history the store keeps; latest-state reads pick the newest row themselves.
+    #: away the history the store keeps; writes flag the rows they replace instead.
     table_engine = "MergeTree"
-    #: Table settings: block number/offset columns enable the patch-part updates above.
+    #: Table settings: block number/offset columns enable the patch-part updates above (and
+    #: order rows by insertion, ``insert_order``).
     table_settings: Sequence[tuple[str, int]] = (
         ("enable_block_number_column", 1), ("enable_block_offset_column", 1))
 
@@ -120,6 +120,11 @@ class ClickHouseDialect(Dialect):
     def ordered_concat(self, value: exp.Expr) -> exp.Expr:
         # No ordered string aggregate: sort the group's array (byte order) and join it.
         return call("arrayStringConcat", call("arraySort", call("groupArray", value.copy())))
+
+    def insert_order(self) -> list[exp.Expr]:
+        # Block number and offset within the block (enabled by the table settings): two
+        # writers writing the same ids in the same microsecond still have a newest row.
+        return [exp.column("_block_number"), exp.column("_block_offset")]
 
     def latest_per_id(
         self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],

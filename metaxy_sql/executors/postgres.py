@@ -4,10 +4,9 @@ URL: ``postgresql://user:password@host:port/database[?schema=name&<libpq options
 ``postgres://``). ``schema`` (default: the role's current schema, usually ``public``) holds the
 feature tables; it is created when missing. Staged relations are session-local TEMP tables.
 
-Indexes (created with each feature table): one b-tree on
-``(<id columns>, metaxy_created_at DESC, metaxy_deleted DESC, metaxy_data_version DESC)``,
-exactly the latest-row order of :func:`metaxy_sql.builder.latest_rows`: the latest row per id
-is the first index entry of each id, and the anti-joins on ids can use its leading columns.
+Index (created with each feature table): one partial b-tree on ``(<id columns>) WHERE NOT
+metaxy_superseded``: the live rows of :func:`metaxy_sql.builder.latest_rows`, which the
+supersede step of each write and the joins of resolve look up by id.
 """
 
 from __future__ import annotations
