@@ -409,7 +409,7 @@ def write_select(
         exp.alias_(lit(feature_version), names.FEATURE_VERSION, quoted=True),
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.false(), names.DELETED, quoted=True),
-        exp.alias_(_appended_superseded(d), names.SUPERSEDED, quoted=True),
+        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
     ).from_(inner.subquery(staged, copy=False))
 
 
@@ -425,14 +425,25 @@ def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
         *[col(c) for c in id_columns],
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.true(), names.DELETED, quoted=True),
-        exp.alias_(_appended_superseded(d), names.SUPERSEDED, quoted=True),
+        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
     ).from_(table_ref(staged)).distinct()
 
 
-def _appended_superseded(d: Dialect) -> exp.Expr:
-    """``metaxy_superseded`` of appended rows: live, or invisible until ``settle_superseded``
-    makes them live (engines that supersede after the append)."""
-    return exp.true() if d.supersede_after_insert else exp.false()
+def pending_where_written(select: exp.Select, table: str,
+                          id_columns: Sequence[str]) -> exp.Select:
+    """``select`` (rows to append) with ``metaxy_superseded`` true for the ids ``table``
+    already has: those rows stay invisible until ``settle_superseded`` flips them and the
+    rows they replace at once. Rows of new ids go in live: nothing to replace, and a first
+    write of many ids leaves no flag to update."""
+    ids = [col(c) for c in id_columns]
+    key = ids[0] if len(ids) == 1 else exp.Tuple(expressions=ids)
+    written = exp.In(this=key, query=exp.Subquery(
+        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(table))))
+    out = select.copy()
+    out.set("expressions", [
+        exp.alias_(written.copy(), names.SUPERSEDED, quoted=True)
+        if e.alias_or_name == names.SUPERSEDED else e for e in out.expressions])
+    return out
 
 
 def supersede(table: str, staged: str, id_columns: Sequence[str]) -> exp.Update:
@@ -449,9 +460,10 @@ def settle_superseded(table: str, id_columns: Sequence[str], d: Dialect,
     """Set ``metaxy_superseded`` of every row of some ids to "not the newest row of its id".
 
     For engines without multi-statement transactions (``Dialect.supersede_after_insert``):
-    a write appends its rows already superseded (invisible), then this one UPDATE makes them
-    live and supersedes the rows they replace, so readers see the write whole or not at all,
-    and a crash between the two statements leaves the write invisible, as a rollback would.
+    a write appends the rows of ids already written superseded (``pending_where_written``),
+    then this one UPDATE makes them live and supersedes the rows they replace at once, so a
+    reader sees each id before or after the write, never both; a crash between the two
+    statements leaves those rows unseen, as a rollback would.
 
     The newest row per id is the first in ``metaxy_created_at``, tombstone, data version and
     then ``Dialect.insert_order`` (a total order), all descending, over every row of the id.

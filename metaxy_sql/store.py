@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+from sqlglot import exp
 
 from metaxy_sql import builder, filters, ingest, materialize, names, snapshots
 from metaxy_sql import plan as plan_module
@@ -155,7 +156,8 @@ class Store:
         with self.executor.transaction(), self._staged(feature, table):
             self._ensure_table(feature, select, user_columns)
             self._supersede(feature, after_insert=False)
-            self.executor.execute(d.render(builder.insert(names.table(feature), columns, select)))
+            self.executor.execute(d.render(builder.insert(
+                names.table(feature), columns, self._pending(feature, select))))
             self._supersede(feature, after_insert=True)
         return int(table.num_rows)
 
@@ -181,8 +183,8 @@ class Store:
                 stmt = builder.insert(
                     names.table(feature),
                     [*spec.id_columns, names.CREATED_AT, names.DELETED, names.SUPERSEDED],
-                    builder.tombstones_select(d, names.staged(feature), spec.id_columns,
-                                              self._now()))
+                    self._pending(feature, builder.tombstones_select(
+                        d, names.staged(feature), spec.id_columns, self._now())))
             self.executor.execute(d.render(stmt))
             if not hard:
                 self._supersede(feature, after_insert=True)
@@ -270,6 +272,14 @@ class Store:
         if lock is not None:
             self.executor.execute(d.render(lock))
         self.executor.execute(d.render(builder.supersede(table, names.staged(feature), ids)))
+
+    def _pending(self, feature: str, select: exp.Select) -> exp.Select:
+        """Rows to append, as the engine appends them: where writes supersede after the
+        append, rows of ids already written go in pending (superseded) until settled."""
+        if not self.executor.dialect.supersede_after_insert:
+            return select
+        return builder.pending_where_written(select, names.table(feature),
+                                             self.graph.spec(feature).id_columns)
 
     def _require_by_field(self, table: pa.Table, feature: str) -> None:
         if names.PROVENANCE_BY_FIELD in table.column_names:
