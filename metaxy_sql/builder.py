@@ -429,16 +429,20 @@ def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
     ).from_(table_ref(staged)).distinct()
 
 
-def pending_where_written(select: exp.Select, table: str,
+def pending_where_written(select: exp.Select, table: str, staged: str,
                           id_columns: Sequence[str]) -> exp.Select:
-    """``select`` (rows to append) with ``metaxy_superseded`` true for the ids ``table``
-    already has: those rows stay invisible until ``settle_superseded`` flips them and the
-    rows they replace at once. Rows of new ids go in live: nothing to replace, and a first
-    write of many ids leaves no flag to update."""
+    """``select`` (rows to append from ``staged``) with ``metaxy_superseded`` true for the
+    ids ``table`` already has: those rows stay invisible until ``settle_superseded`` flips
+    them and the rows they replace at once. Rows of new ids go in live: nothing to replace,
+    and a first write of many ids leaves no flag to update."""
     ids = [col(c) for c in id_columns]
     key = ids[0] if len(ids) == 1 else exp.Tuple(expressions=ids)
+    # The set holds only the staged ids the table has (the primary key finds them), not
+    # every id of the table.
+    staged_ids = exp.In(this=key.copy(), query=exp.Subquery(
+        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(staged))))
     written = exp.In(this=key, query=exp.Subquery(
-        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(table))))
+        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(table)).where(staged_ids)))
     out = select.copy()
     out.set("expressions", [
         exp.alias_(written.copy(), names.SUPERSEDED, quoted=True)

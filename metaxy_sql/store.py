@@ -278,7 +278,7 @@ class Store:
         append, rows of ids already written go in pending (superseded) until settled."""
         if not self.executor.dialect.supersede_after_insert:
             return select
-        return builder.pending_where_written(select, names.table(feature),
+        return builder.pending_where_written(select, names.table(feature), names.staged(feature),
                                              self.graph.spec(feature).id_columns)
 
     def _require_by_field(self, table: pa.Table, feature: str) -> None:
