@@ -36,6 +36,18 @@ def ids_equal(left: str, right: str, ids: Sequence[str]) -> exp.Expr:
     return _and([exp.EQ(this=col(c, left), expression=col(c, right)) for c in ids])
 
 
+def ids_of(relation: str, ids: Sequence[str]) -> exp.Select:
+    """``SELECT <ids> FROM relation``."""
+    return exp.select(*[col(c) for c in ids]).from_(table_ref(relation))
+
+
+def ids_in(ids: Sequence[str], query: exp.Select) -> exp.In:
+    """``id IN (query)``, or ``(id1, id2) IN (query)`` for several id columns (uncorrelated:
+    usable where a correlated EXISTS is not, e.g. in ClickHouse mutations)."""
+    key = col(ids[0]) if len(ids) == 1 else exp.Tuple(expressions=[col(c) for c in ids])
+    return exp.In(this=key, query=exp.Subquery(this=query))
+
+
 # -- canonical hash inputs, mirrored from metaxy_sql.hashing ---------------------------------
 def token(d: Dialect, value: exp.Expr) -> exp.Expr:
     """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
@@ -435,14 +447,10 @@ def pending_where_written(select: exp.Select, table: str, staged: str,
     ids ``table`` already has: those rows stay invisible until ``settle_superseded`` flips
     them and the rows they replace at once. Rows of new ids go in live: nothing to replace,
     and a first write of many ids leaves no flag to update."""
-    ids = [col(c) for c in id_columns]
-    key = ids[0] if len(ids) == 1 else exp.Tuple(expressions=ids)
     # The set holds only the staged ids the table has (the primary key finds them), not
     # every id of the table.
-    staged_ids = exp.In(this=key.copy(), query=exp.Subquery(
-        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(staged))))
-    written = exp.In(this=key, query=exp.Subquery(
-        this=exp.select(*[c.copy() for c in ids]).from_(table_ref(table)).where(staged_ids)))
+    written = ids_in(id_columns, ids_of(table, id_columns).where(
+        ids_in(id_columns, ids_of(staged, id_columns))))
     out = select.copy()
     out.set("expressions", [
         exp.alias_(written.copy(), names.SUPERSEDED, quoted=True)
@@ -478,15 +486,14 @@ def settle_superseded(table: str, id_columns: Sequence[str], d: Dialect,
     than one live row (repairs a table written before writes superseded).
     """
     ids = [col(c) for c in id_columns]
-    key = ids[0] if len(ids) == 1 else exp.Tuple(expressions=ids)
     if staged is not None:
-        scope = exp.select(*[c.copy() for c in ids]).from_(table_ref(staged))
+        scope = ids_of(staged, id_columns)
     else:
-        scope = (exp.select(*[c.copy() for c in ids]).from_(table_ref(table))
-                 .where(exp.Not(this=col(names.SUPERSEDED))).group_by(*[c.copy() for c in ids])
+        scope = (ids_of(table, id_columns).where(exp.Not(this=col(names.SUPERSEDED)))
+                 .group_by(*[c.copy() for c in ids])
                  .having(exp.GT(this=exp.Count(this=exp.Star()),
                                 expression=exp.Literal.number(1))))
-    in_scope = exp.In(this=key, query=exp.Subquery(this=scope))
+    in_scope = ids_in(id_columns, scope)
     order = [*[col(c) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)],
              *d.insert_order()]
     row = exp.Tuple(expressions=[*[c.copy() for c in ids], *[c.copy() for c in order]])
@@ -502,11 +509,7 @@ def hard_delete(table: str, staged: str, id_columns: Sequence[str], *,
                 dialect: Dialect | None = None) -> exp.Delete:
     """Delete every row (history included) of the ids in ``staged``."""
     if dialect is not None and not dialect.correlated_delete:
-        ids = (col(id_columns[0]) if len(id_columns) == 1
-               else exp.Tuple(expressions=[col(c) for c in id_columns]))
-        staged_ids = exp.select(*[col(c) for c in id_columns]).from_(table_ref(staged))
-        return exp.delete(table_ref(table), where=exp.In(
-            this=ids, query=exp.Subquery(this=staged_ids)))
+        return exp.delete(table_ref(table), where=ids_in(id_columns, ids_of(staged, id_columns)))
     sub = exp.select(exp.Literal.number(1)).from_(table_ref(staged)).where(
         ids_equal(staged, table, id_columns))
     return exp.delete(table_ref(table), where=exp.Exists(this=sub))

@@ -185,7 +185,8 @@ def materialize(store: Store, features: Sequence[str] | None = None, *, kind: Ki
 def _one(ctx: _Ctx, key: str, explicit: bool) -> Action:
     store, d = ctx.store, ctx.store.executor.dialect
     name = names.increment_relation(key, ctx.prefix, ctx.suffix)
-    skip = _skip_reason(ctx, key, name)
+    missing, derived = store.catalog(key)
+    skip = _skip_reason(ctx, key, name, missing)
     if skip is not None:
         if explicit:
             raise ConfigError(skip)
@@ -197,7 +198,6 @@ def _one(ctx: _Ctx, key: str, explicit: bool) -> Action:
             f"materialize; it is left untouched. Pick another name with --prefix/--suffix "
             "or --schema, or drop it yourself")
     relation = relation_ref(name, None if ctx.schema == ctx.home else ctx.schema)
-    missing, derived = store.catalog(key)
     statements = increment_ddl(store.graph, key, d, store.hash_algorithm, ctx.kind, relation,
                                missing, None if ctx.schema == ctx.home else ctx.home, derived)
     old_kind = ctx.existing.get(name)
@@ -214,7 +214,7 @@ def _one(ctx: _Ctx, key: str, explicit: bool) -> Action:
     return Action(key, name, ctx.schema, ctx.kind, "replaced" if old_kind else "created", text)
 
 
-def _skip_reason(ctx: _Ctx, key: str, name: str) -> str | None:
+def _skip_reason(ctx: _Ctx, key: str, name: str, missing: frozenset[str]) -> str | None:
     graph = ctx.store.graph
     if graph.is_root(key):
         return (f"feature {key!r} is a root feature: its increment reads the sample set given "
@@ -222,7 +222,6 @@ def _skip_reason(ctx: _Ctx, key: str, name: str) -> str | None:
     if name in {names.table(k) for k in graph.keys} or names.is_system_table(name):
         return (f"the increment relation of {key!r} would be named {name!r}, which is a "
                 "feature or system table; pick another --prefix/--suffix")
-    missing = ctx.store.catalog(key)[0]
     if ctx.kind == "view" and missing:
         return (f"feature {key!r}: table(s) {sorted(missing)} were never written; a view "
                 "would freeze them as empty. Write them first, or materialize --as table")

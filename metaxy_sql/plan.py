@@ -212,7 +212,7 @@ class _Planner:
             impact.follow = int(self.store.executor.fetch(d.render(counted)).column(0)[0].as_py())
 
     def _statement(self, key: str) -> exp.Select:
-        missing, derived = self.store.catalog(key)
+        missing, derived = self.store.catalog(key, self.tables)
         return resolve_sql(self.graph, key, self.store.executor.dialect,
                            self.store.hash_algorithm, missing, derived=derived)[1]
 

@@ -112,12 +112,14 @@ class Store:
         table = names.table(feature)
         return list(self.executor.columns(table)) if table in self.executor.tables() else []
 
-    def catalog(self, feature: str) -> tuple[frozenset[str], builder.Derived]:
+    def catalog(self, feature: str, tables: set[str] | None = None,
+                ) -> tuple[frozenset[str], builder.Derived]:
         """What the resolve of ``feature`` reads, as stored now: the tables never written,
-        and (where the dialect derives per-field columns) the columns of each table."""
+        and (where the dialect derives per-field columns) the columns of each table.
+        ``tables``: the store's tables, when the caller already listed them."""
         wanted = {names.table(feature)} | {names.table(d.feature)
                                            for d in self.graph.spec(feature).deps}
-        present = self.executor.tables()
+        present = self.executor.tables() if tables is None else tables
         derived = None
         if self.executor.dialect.derives_field_columns:
             derived = {t: frozenset(self.executor.columns(t)) for t in wanted & present}

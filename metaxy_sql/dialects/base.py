@@ -7,6 +7,7 @@ lives in exactly one dialect module, with a comment saying why.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -83,9 +84,11 @@ class Dialect:
         return sql_type
 
     # -- DDL of feature tables ----------------------------------------------------------------
-    #: True where feature tables store per-field columns (``derived_columns``) named
-    #: ``names.data_version_token_column(f)`` and ``names.provenance_column(f)``.
-    derives_field_columns: bool = False
+    @functools.cached_property
+    def derives_field_columns(self) -> bool:
+        """True where feature tables store per-field columns (``derived_columns``), named
+        ``names.data_version_token_column(f)`` and ``names.provenance_column(f)``."""
+        return bool(self.derived_columns(["field"]))
 
     def derived_columns(self, field_keys: Sequence[str]) -> list[DerivedColumn]:
         """Per-field columns the engine computes from the maps on insert and stores: resolve

@@ -186,8 +186,6 @@ class ClickHouseDialect(Dialect):
         # ClickHouse columns are NOT NULL unless their type says Nullable(...).
         return nullable(sql_type)
 
-    derives_field_columns = True
-
     def derived_columns(self, field_keys: Sequence[str]) -> list[DerivedColumn]:
         # MATERIALIZED per-field columns: reading a Map(String, String) value costs ~1.6x a
         # plain String column (chdb 26.9, 1M rows; resolve 0.45 s -> 0.31 s with them). They
