@@ -37,7 +37,7 @@ def _with_database(url: str, database: str) -> str:
 @pytest.fixture
 def server_url() -> Iterator[str]:
     """A fresh, empty database on the server, dropped afterwards."""
-    from metaxy_sql.executors.clickhouse import ClickHouseExecutor
+    from metaxy_sql.engine.executors.clickhouse import ClickHouseExecutor
 
     admin = ClickHouseExecutor.from_url(_with_database(URL, "default"))
     database = f"metaxy_it_{os.getpid()}_{next(_counter)}"

@@ -1,16 +1,5 @@
 """metaxy-sql: sample-level, field-level data versioning compiled to SQL."""
 
-from metaxy_sql.definitions import (
-    BaseFeature,
-    FeatureDep,
-    FeatureSpec,
-    FieldDep,
-    FieldSpec,
-    Lineage,
-    aggregation,
-    expansion,
-    identity,
-)
 from metaxy_sql.errors import (
     ConfigError,
     DataError,
@@ -21,7 +10,18 @@ from metaxy_sql.errors import (
     UnknownFeatureError,
     UnsupportedByDialectError,
 )
-from metaxy_sql.graph import FeatureGraph
+from metaxy_sql.model.definitions import (
+    BaseFeature,
+    FeatureDep,
+    FeatureSpec,
+    FieldDep,
+    FieldSpec,
+    Lineage,
+    aggregation,
+    expansion,
+    identity,
+)
+from metaxy_sql.model.graph import FeatureGraph
 
 __all__ = [
     "BaseFeature",
@@ -44,9 +44,13 @@ __all__ = [
     "identity",
 ]
 
-from metaxy_sql.increment import Increment, IncrementPart
-from metaxy_sql.store import Store, connect
-from metaxy_sql.writer import BufferedMetadataWriter, WriterError
+from metaxy_sql.engine.increment import Increment, IncrementPart
+from metaxy_sql.engine.store import Store, connect
+from metaxy_sql.engine.writer import BufferedMetadataWriter, WriterError
+from metaxy_sql.warehouse.materialize import materialize
+from metaxy_sql.warehouse.plan import plan
+from metaxy_sql.warehouse.snapshots import graph_history, push_graph
 
 __all__ += [
-    "BufferedMetadataWriter", "Increment", "IncrementPart", "Store", "WriterError", "connect"]
+    "BufferedMetadataWriter", "Increment", "IncrementPart", "Store", "WriterError", "connect",
+    "graph_history", "materialize", "plan", "push_graph"]

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 import metaxy_sql as mx
-from metaxy_sql import hashing, names
+from metaxy_sql.model import hashing, names
 
 
 def as_dict(value: Any) -> dict[str, str]:

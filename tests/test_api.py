@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 import metaxy_sql as mx
-from metaxy_sql import hashing
 from metaxy_sql.examples import seed
+from metaxy_sql.model import hashing
 from tests.pipeline import as_dict, samples, step
 
 

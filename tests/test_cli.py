@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from metaxy_sql.cli import cli
-from metaxy_sql.dialects import get_dialect
+from metaxy_sql.compile.dialects import get_dialect
+from metaxy_sql.compile.render import resolve_sql
 from metaxy_sql.examples import seed
-from metaxy_sql.render import resolve_sql
 
 SEED = ["-e", "metaxy_sql.examples.seed"]
 

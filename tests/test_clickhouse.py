@@ -49,7 +49,7 @@ def test_bad_urls_are_config_errors(url: str, match: str) -> None:
 
 
 def test_parse_url_reads_database_from_path_or_parameter() -> None:
-    from metaxy_sql.executors.clickhouse import parse_url
+    from metaxy_sql.engine.executors.clickhouse import parse_url
 
     server = parse_url("clickhouses://bob:p%40ss@ch.example:9443/prod")
     assert (server.database, server.client_args["password"], server.client_args["port"],
@@ -162,7 +162,7 @@ def test_tables_without_derived_columns_resolve_through_the_maps() -> None:
 
 
 def test_servers_older_than_lightweight_updates_are_refused_clearly() -> None:
-    from metaxy_sql.executors.clickhouse import check_version
+    from metaxy_sql.engine.executors.clickhouse import check_version
 
     with pytest.raises(mx.StoreConnectionError, match=r"ClickHouse 25\.3\.2\.1 is older than "
                        r"25\.7.*upgrade the server") as info:
@@ -195,7 +195,7 @@ _SEEN = {
 def test_server_answers_become_one_line_with_the_right_hint(case: str, hint: str) -> None:
     from clickhouse_connect.driver.exceptions import DatabaseError
 
-    from metaxy_sql.executors.clickhouse import _hint, _reason, parse_url
+    from metaxy_sql.engine.executors.clickhouse import _hint, _reason, parse_url
 
     target = parse_url("clickhouse://nobody:x@127.0.0.1:8123/default")
     error = DatabaseError(_SEEN[case])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import metaxy_sql as mx
-from metaxy_sql import hashing, names
+from metaxy_sql.model import hashing, names
 from tests.conftest import ENGINES
 from tests.pipeline import as_dict, samples
 from tests.test_scenarios import graph as scenario_graph

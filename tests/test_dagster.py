@@ -205,7 +205,7 @@ def test_dagster_cli_validates_the_example_code_location(tmp_path: Any) -> None:
 
 
 def test_core_never_imports_dagster() -> None:
-    code = ("import sys, metaxy_sql, metaxy_sql.cli, metaxy_sql.writer; "
+    code = ("import sys, metaxy_sql, metaxy_sql.cli, metaxy_sql.engine.writer; "
             "sys.exit('dagster' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
 

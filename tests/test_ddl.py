@@ -7,9 +7,10 @@ from typing import Any
 import sqlglot
 
 import metaxy_sql as mx
-from metaxy_sql.ddl import feature_table_ddl, render_ddl
-from metaxy_sql.dialects import get_dialect
+from metaxy_sql.compile.ddl import feature_table_ddl, render_ddl
+from metaxy_sql.compile.dialects import get_dialect
 from metaxy_sql.examples import seed
+from metaxy_sql.model import names
 from tests.pipeline import check_oracle, samples, step
 
 
@@ -19,7 +20,7 @@ def test_pre_created_tables_serve_the_store(make_store: Any, engine: str) -> Non
     for key in seed.graph.keys:
         for stmt in feature_table_ddl(seed.graph, key, d):
             store.executor.execute(d.render(stmt))
-    assert {mx.names.table(k) for k in seed.graph.keys} <= store.executor.tables()
+    assert {names.table(k) for k in seed.graph.keys} <= store.executor.tables()
     report = step(store, samples({"v1": {"audio": "a", "frames": "f"},
                                   "v2": {"audio": "b", "frames": "g"}}))
     assert report["video/talking_head"]["new"] == 2

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from metaxy_sql.dialects import DIALECTS, get_dialect
+from metaxy_sql.compile.dialects import DIALECTS, get_dialect
+from metaxy_sql.compile.render import resolve_sql
 from metaxy_sql.examples import seed
-from metaxy_sql.render import golden_path, resolve_sql
+from metaxy_sql.warehouse.golden import golden_path
 from tests.pipeline import samples, step
 
 ROOT = Path(__file__).resolve().parent.parent / "dialects"

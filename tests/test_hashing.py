@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaxy_sql import hashing
+from metaxy_sql.model import hashing
 
 # A small alphabet full of separators and digits makes accidental collisions likely to be found.
 tricky = st.text(alphabet=st.sampled_from(list(":|~0123456789a é🎧\\'\"")), max_size=6)

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pytest
 
 import metaxy_sql as mx
-from metaxy_sql import hashing, names
-from metaxy_sql.dialects import DIALECTS, get_dialect
+from metaxy_sql.compile.dialects import DIALECTS, get_dialect
+from metaxy_sql.compile.render import resolve_sql
 from metaxy_sql.examples import lineage, seed
-from metaxy_sql.render import golden_path, resolve_sql
+from metaxy_sql.model import hashing, names
+from metaxy_sql.warehouse.golden import golden_path
 from tests.pipeline import as_dict, samples, step
 
 V, K, U, S, SUB, CAP = ("video/full", "video/chunk", "audio/utterance", "speaker/embedding",

@@ -11,12 +11,13 @@ import yaml
 from sqlglot import exp
 
 import metaxy_sql as mx
-from metaxy_sql import names, system
-from metaxy_sql.builder import table_ref
-from metaxy_sql.dialects import DIALECTS, get_dialect
+from metaxy_sql.compile.builder import table_ref
+from metaxy_sql.compile.dialects import DIALECTS, get_dialect
+from metaxy_sql.engine import system
 from metaxy_sql.examples import seed
-from metaxy_sql.materialize import increment_ddl_text, relation_ref
-from metaxy_sql.render import golden_path
+from metaxy_sql.model import names
+from metaxy_sql.warehouse.golden import golden_path
+from metaxy_sql.warehouse.materialize import increment_ddl_text, relation_ref
 from tests.pipeline import samples, step
 from tests.test_scenarios import SCENARIOS, Scenario, graph
 
@@ -57,7 +58,7 @@ def test_view_rows_equal_resolve(scenario: Scenario, make_store: Any) -> None:
     step(store, samples(root_samples))
     for root_samples, versions in scenario.runs[1:]:
         store = make_store(graph(**versions))
-        report = store.materialize()
+        report = mx.materialize(store)
         assert [a.relation for a in report.actions if a.action != "skipped"] == VIEWS
         step_checking_views(store, samples(root_samples))
 
@@ -65,8 +66,8 @@ def test_view_rows_equal_resolve(scenario: Scenario, make_store: Any) -> None:
 def test_view_is_live_and_table_is_a_snapshot(make_store: Any) -> None:
     store = make_store(seed.graph)
     step(store, samples(BASE))
-    store.materialize([C])
-    store.materialize([T], as_="table")
+    mx.materialize(store, [C])
+    mx.materialize(store, [T], as_="table")
     assert rows(store, names.increment_relation(C)) == []
     changed = {**BASE, "v1": {"audio": "a1*", "frames": "f1*"}}
     inc = store.resolve_update(V, samples=samples(changed))
@@ -76,7 +77,7 @@ def test_view_is_live_and_table_is_a_snapshot(make_store: Any) -> None:
         ("stale", "v1", ["frames"])]
     assert view == _sorted(store.resolve_update(C).to_arrow())
     assert rows(store, names.increment_relation(T)) == []  # the snapshot did not change
-    report = store.materialize([T], as_="table")
+    report = mx.materialize(store, [T], as_="table")
     assert report.actions[0].action == "replaced"
     assert [r["sample_uid"] for r in rows(store, names.increment_relation(T))] == ["v1"]
 
@@ -84,33 +85,33 @@ def test_view_is_live_and_table_is_a_snapshot(make_store: Any) -> None:
 def test_idempotent_rerun_and_dry_run(make_store: Any) -> None:
     store = make_store(seed.graph)
     step(store, samples(BASE))
-    first = store.materialize()
+    first = mx.materialize(store)
     assert [(a.feature, a.action) for a in first.actions] == [
         (V, "skipped"), (T, "created"), (C, "created"), (H, "created")]
     assert "root feature" in first.actions[0].reason
-    again = store.materialize()
+    again = mx.materialize(store)
     assert [a.action for a in again.actions] == ["skipped", "unchanged", "unchanged", "unchanged"]
-    dry = store.with_graph(graph(crop_frames="2")).materialize(dry_run=True)
+    dry = mx.materialize(store.with_graph(graph(crop_frames="2")), dry_run=True)
     assert [a.action for a in dry.actions] == ["skipped", "unchanged", "replaced", "replaced"]
     d = store.executor.dialect
     assert dry.actions[2].ddl == increment_ddl_text(
         graph(crop_frames="2"), C, d, "sha256", "view", relation_ref(VIEWS[1]))
-    assert store.materialize().actions[2].action == "unchanged"  # dry run changed nothing
+    assert mx.materialize(store).actions[2].action == "unchanged"  # dry run changed nothing
 
 
 def test_prune_drops_only_our_relations_of_removed_features(make_store: Any) -> None:
     store = make_store(seed.graph)
     step(store, samples(BASE))
-    store.materialize()
+    mx.materialize(store)
     smaller = store.with_graph(mx.FeatureGraph([seed.video, seed.transcript, seed.face_crop]))
-    dry = smaller.materialize(prune=True, dry_run=True)
+    dry = mx.materialize(smaller, prune=True, dry_run=True)
     assert [(a.feature, a.action) for a in dry.actions][-1] == (H, "dropped")
     assert names.increment_relation(H) in _relations(store)
-    report = smaller.materialize(prune=True)
+    report = mx.materialize(smaller, prune=True)
     assert [(a.feature, a.action) for a in report.actions][-1] == (H, "dropped")
     assert names.increment_relation(H) not in _relations(store)
     assert names.table(H) in store.executor.tables()  # the feature table stays
-    assert [a.action for a in smaller.materialize(prune=True).actions] == [
+    assert [a.action for a in mx.materialize(smaller, prune=True).actions] == [
         "skipped", "unchanged", "unchanged"]
 
 
@@ -123,9 +124,9 @@ def test_name_collision_with_user_table_is_never_touched(make_store: Any) -> Non
         expression=exp.select("*").from_(table_ref(names.table(C))))))
     for kind in ("view", "table"):
         with pytest.raises(mx.ConfigError, match="not created by metaxy-sql"):
-            store.materialize([C], as_=kind)  # type: ignore[arg-type]
+            mx.materialize(store, [C], as_=kind)  # type: ignore[arg-type]
     assert len(rows_plain(store, user)) == 4
-    report = store.materialize([C], prefix="mx_")
+    report = mx.materialize(store, [C], prefix="mx_")
     assert report.actions[0].relation == "mx_" + user
 
 
@@ -139,17 +140,17 @@ def test_bad_input_is_a_clear_error(make_store: Any) -> None:
     store = make_store(seed.graph)
     step(store, samples(BASE))
     with pytest.raises(mx.ConfigError, match="schema 'no_such_schema' does not exist"):
-        store.materialize(schema="no_such_schema")
+        mx.materialize(store, schema="no_such_schema")
     with pytest.raises(mx.ConfigError, match="root feature"):
-        store.materialize([V])
+        mx.materialize(store, [V])
     with pytest.raises(mx.UnknownFeatureError):
-        store.materialize(["video/nope"])
+        mx.materialize(store, ["video/nope"])
     fresh = store.with_graph(mx.FeatureGraph([*seed.graph, mx.FeatureSpec(
         key="video/extra", id_columns=["sample_uid"], deps=[V],
         fields=[mx.FieldSpec(key="frames")])]))
     with pytest.raises(mx.ConfigError, match="never written"):
-        fresh.materialize(["video/extra"])
-    table = fresh.materialize(["video/extra"], as_="table")  # a snapshot: all new
+        mx.materialize(fresh, ["video/extra"])
+    table = mx.materialize(fresh, ["video/extra"], as_="table")  # a snapshot: all new
     assert table.actions[0].action == "created"
     assert len(rows(store, "video__extra__increment")) == 4
 
@@ -163,7 +164,7 @@ def test_other_schema(make_store: Any, engine: str) -> None:
     store.executor.execute(store.executor.dialect.render(
         exp.Create(kind=kind, exists=True, this=schema)))
     try:
-        report = store.materialize([C], schema=other)
+        report = mx.materialize(store, [C], schema=other)
         assert report.actions[0].schema == other
         changed = {**BASE, "v0": {"audio": "a", "frames": "f"}}
         inc = store.resolve_update(V, samples=samples(changed))
@@ -177,11 +178,11 @@ def test_other_schema(make_store: Any, engine: str) -> None:
 
 
 def test_dbt_sources(make_store: Any, tmp_path: Path) -> None:
-    from metaxy_sql.dbt import write_sources
+    from metaxy_sql.warehouse.dbt import write_sources
 
     store = make_store(seed.graph)
     step(store, samples(BASE))
-    report = store.materialize()
+    report = mx.materialize(store)
     path = write_sources(tmp_path / "models" / "sources.yml", store.graph, report.actions)
     doc = yaml.safe_load(path.read_text())
     (source,) = doc["sources"]
@@ -215,7 +216,7 @@ def test_golden_view_ddl_is_current(dialect: str, key: str) -> None:
 def test_golden_view_ddl_is_what_runs(make_store: Any, engine: str) -> None:
     store = make_store(seed.graph)
     step(store, samples(BASE))
-    report = store.materialize()
+    report = mx.materialize(store)
     for action in report.actions[1:]:
         path = golden_path(ROOT, engine, "seed", action.feature).with_name(
             f"{names.table(action.feature)}__increment_view.sql")

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import metaxy_sql as mx
-from metaxy_sql import names
 from metaxy_sql.examples import lineage, seed
+from metaxy_sql.model import names
 from tests.pipeline import samples, step
 
 UIDS = [f"v{i}" for i in range(6)]

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import metaxy_sql as mx
-from metaxy_sql import names
 from metaxy_sql.cli import cli
 from metaxy_sql.examples import seed
+from metaxy_sql.model import names
 from tests.pipeline import samples, step
 from tests.test_scenarios import graph
 
@@ -25,24 +25,24 @@ def seeded(make_store: Any) -> mx.Store:
     store = make_store(seed.graph)
     step(store, samples(BASE))
     store.delete(H, [{"sample_uid": "v4"}])
-    assert store.push_graph().pushed
+    assert mx.push_graph(store).pushed
     return store
 
 
 def test_plan_before_any_push_says_what_to_do(make_store: Any) -> None:
     store = make_store(seed.graph)
     with pytest.raises(mx.ConfigError, match=r"no graph snapshot .* run `metaxy-sql push`"):
-        store.plan()
-    assert store.graph_history() == []
+        mx.plan(store)
+    assert mx.graph_history(store) == []
 
 
 def test_push_is_idempotent_and_history_lists_snapshots(make_store: Any) -> None:
     store = make_store(seed.graph)
-    first = store.push_graph()
-    assert first.pushed and store.push_graph().pushed is False
-    tagged = store.push_graph({"git": "abc'123\\"})
-    changed = store.with_graph(graph(crop_frames="2")).push_graph()
-    history = store.graph_history()
+    first = mx.push_graph(store)
+    assert first.pushed and mx.push_graph(store).pushed is False
+    tagged = mx.push_graph(store, {"git": "abc'123\\"})
+    changed = mx.push_graph(store.with_graph(graph(crop_frames="2")))
+    history = mx.graph_history(store)
     assert [s.version for s in history] == [changed.version, tagged.version, first.version]
     assert history[1].tags == {"git": "abc'123\\"} and first.version == tagged.version
     assert history[2].features[C]["fields"]["frames"]["code_version"] == "1"
@@ -54,7 +54,7 @@ def test_push_is_idempotent_and_history_lists_snapshots(make_store: Any) -> None
 def test_plan_frames_bump_matches_what_resolve_shows_after_applying(make_store: Any) -> None:
     store = seeded(make_store)
     bumped = store.with_graph(graph(crop_frames="2"))
-    result = bumped.plan()
+    result = mx.plan(bumped)
     assert result.has_changes
     crop, head = result.impact(C), result.impact(H)
     assert (crop.status, crop.stale, crop.stale_by_field) == ("changed", 5, {"frames": 5})
@@ -78,7 +78,7 @@ def test_plan_dependency_change_added_and_removed_features(make_store: Any) -> N
                            fields=[mx.FieldSpec(key="frames")])
     changed = mx.FeatureGraph([seed.video, seed.transcript.model_copy(update={"fields": (text,)}),
                                seed.face_crop, extra])
-    result = store.with_graph(changed).plan()
+    result = mx.plan(store.with_graph(changed))
     whisper = result.impact(T)
     assert [c.describe() for c in whisper.changes] == [
         "text: dependencies [video/full.audio] -> [video/full.audio, video/full.frames]"]
@@ -91,7 +91,7 @@ def test_plan_dependency_change_added_and_removed_features(make_store: Any) -> N
 
 def test_plan_without_changes(make_store: Any) -> None:
     store = seeded(make_store)
-    result = store.plan()
+    result = mx.plan(store)
     assert not result.has_changes
     assert {f.status for f in result.features} == {"unaffected"}
     assert "no definition changes" in result.to_text()

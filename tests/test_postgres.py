@@ -15,7 +15,7 @@ import pytest
 from sqlglot import exp
 
 import metaxy_sql as mx
-from metaxy_sql.dialects.postgres import PostgresDialect
+from metaxy_sql.compile.dialects.postgres import PostgresDialect
 from metaxy_sql.examples import seed
 from tests.conftest import ENGINES
 from tests.engines import postgres as pg_engine

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import metaxy_sql as mx
-from metaxy_sql import hashing
 from metaxy_sql.examples.seed import graph
+from metaxy_sql.model import hashing
 
 FEATURE = "video/face_crop"
 CHANGED_PCT, DELETED_PCT, ADDED_PCT = 3, 1, 1

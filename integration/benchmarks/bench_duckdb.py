@@ -46,7 +46,7 @@ from typing import Any
 
 import duckdb
 
-from metaxy_sql import hashing
+from metaxy_sql.model import hashing
 
 FEATURE = "video/face_crop"
 CHANGED_PCT = 3  # samples whose frames change (second version written)
@@ -204,7 +204,7 @@ def phase_ours(workdir: Path, repeat: int) -> dict[str, Any]:
             cpu.append(_cpu_s() - c0)
             assert c == counts, (c, counts)
         # Compilation alone (plan, sqlglot build and render of the counts query): no execution.
-        from metaxy_sql import builder
+        from metaxy_sql.compile import builder
         t0 = time.perf_counter()
         for _ in range(20):
             inc = store.resolve_update(FEATURE)

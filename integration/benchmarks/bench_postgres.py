@@ -47,8 +47,8 @@ import duckdb
 import psycopg
 from psycopg import sql
 
-from metaxy_sql import hashing
-from metaxy_sql.executors.postgres import _split_url
+from metaxy_sql.engine.executors.postgres import _split_url
+from metaxy_sql.model import hashing
 
 FEATURE = "video/face_crop"
 CHANGED_PCT = 3
@@ -201,7 +201,7 @@ def _peak_rss_mb() -> float:
 def phase_measure(n: int, repeat: int) -> dict[str, Any]:
     """Ours and hand, interleaved (the machine's load hits both alike), best of ``repeat``."""
     import metaxy_sql as mx
-    from metaxy_sql import builder
+    from metaxy_sql.compile import builder
     from metaxy_sql.examples.seed import graph
 
     with mx.connect(_store_url(n), graph=graph) as store, _admin(n) as conn:

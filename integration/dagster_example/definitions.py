@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 from integration.dagster_example.assets import build_definitions
-from metaxy_sql.config import ENV_ENTRYPOINTS, ENV_STORE
 from metaxy_sql.ext.dagster import MetaxyStoreResource
+from metaxy_sql.model.config import ENV_ENTRYPOINTS, ENV_STORE
 
 store = MetaxyStoreResource(
     url=os.environ.get(ENV_STORE, "duckdb:///metaxy-dagster.db"),

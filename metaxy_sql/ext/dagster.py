@@ -20,12 +20,12 @@ from typing import Any, Literal, TypeVar, cast
 import dagster as dg
 from sqlglot import exp
 
-from metaxy_sql import config, names
+from metaxy_sql.engine.increment import Increment
+from metaxy_sql.engine.store import Store, connect
 from metaxy_sql.errors import ConfigError, DefinitionError, UnknownFeatureError
-from metaxy_sql.graph import FeatureGraph
-from metaxy_sql.hashing import HashAlgorithm
-from metaxy_sql.increment import Increment
-from metaxy_sql.store import Store, connect
+from metaxy_sql.model import config, names
+from metaxy_sql.model.graph import FeatureGraph
+from metaxy_sql.model.hashing import HashAlgorithm
 
 #: Asset metadata naming the feature an asset materializes.
 FEATURE_KEY = "metaxy/feature"
@@ -220,7 +220,7 @@ class MetaxyStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Opens the store; the same definitions run on DuckDB, ClickHouse or Postgres.
 
     Unset values come from ``METAXY_SQL_STORE`` / ``METAXY_SQL_ENTRYPOINTS`` or from
-    ``[tool.metaxy-sql]`` (see :mod:`metaxy_sql.config`), exactly as for the CLI.
+    ``[tool.metaxy-sql]`` (see :mod:`metaxy_sql.model.config`), exactly as for the CLI.
 
     Attributes:
         url: store URL, e.g. ``duckdb:///meta.db`` or ``chdb:///abs/path``.

@@ -47,7 +47,7 @@ def _drop_schemas(url: str) -> None:
     import psycopg
     from psycopg import sql
 
-    from metaxy_sql.executors.postgres import _split_url
+    from metaxy_sql.engine.executors.postgres import _split_url
 
     try:
         with psycopg.connect(_split_url(url)[0], autocommit=True) as conn:

@@ -1,0 +1,555 @@
+"""SQL builder: sqlglot expressions for resolve, latest state and writes.
+
+Only portable sqlglot nodes and the dialect's hooks are used here; names come from
+:mod:`metaxy_sql.model.names`. The same expressions feed ``render`` (print), ``resolve`` (run) and
+later ``materialize``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlglot import exp
+
+from metaxy_sql.compile.dialects.base import DerivedColumn, Dialect, derived_column_def, lit
+from metaxy_sql.compile.planner import FeaturePlan, FieldPlan, UpstreamPlan
+from metaxy_sql.model import filters, hashing, names
+from metaxy_sql.model.hashing import HashAlgorithm
+
+#: Per table: the columns it has (``None``: every derived column exists).
+Derived = Mapping[str, frozenset[str]] | None
+
+
+def table_ref(name: str) -> exp.Table:
+    return exp.Table(this=exp.to_identifier(name, quoted=True))
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def _and(conditions: Sequence[exp.Expr]) -> exp.Expr:
+    return exp.and_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def ids_equal(left: str, right: str, ids: Sequence[str]) -> exp.Expr:
+    return _and([exp.EQ(this=col(c, left), expression=col(c, right)) for c in ids])
+
+
+def ids_of(relation: str, ids: Sequence[str]) -> exp.Select:
+    """``SELECT <ids> FROM relation``."""
+    return exp.select(*[col(c) for c in ids]).from_(table_ref(relation))
+
+
+def ids_in(ids: Sequence[str], query: exp.Select) -> exp.In:
+    """``id IN (query)``, or ``(id1, id2) IN (query)`` for several id columns (uncorrelated:
+    usable where a correlated EXISTS is not, e.g. in ClickHouse mutations)."""
+    key = col(ids[0]) if len(ids) == 1 else exp.Tuple(expressions=[col(c) for c in ids])
+    return exp.In(this=key, query=exp.Subquery(this=query))
+
+
+# -- canonical hash inputs, mirrored from metaxy_sql.model.hashing ---------------------------------
+def token(d: Dialect, value: exp.Expr) -> exp.Expr:
+    """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
+    return d.value_token(value)
+
+
+def concat(parts: Sequence[exp.Expr]) -> exp.Expr:
+    """``a || b || c`` with adjacent string literals folded into one."""
+    folded: list[exp.Expr] = []
+    for part in parts:
+        if folded and _is_str(part) and _is_str(folded[-1]):
+            folded[-1] = lit(folded[-1].this + part.this)
+        else:
+            folded.append(part)
+    result = folded[0]
+    for part in folded[1:]:
+        result = exp.DPipe(this=result, expression=part)
+    return result
+
+
+def _is_str(e: exp.Expr) -> bool:
+    return isinstance(e, exp.Literal) and e.is_string
+
+
+def field_provenance_expr(
+    d: Dialect, f: FieldPlan, token_of: Mapping[tuple[str, str], exp.Expr],
+    algorithm: HashAlgorithm,
+) -> exp.Expr:
+    """Expected provenance of field ``f`` from its parents' data-version *tokens*."""
+    parts: list[exp.Expr] = [lit(hashing.field_provenance_prefix(f.key, f.code_version))]
+    for parent in f.parents:
+        parts += [lit(hashing.parent_label(*parent)), token_of[parent]]
+    return d.digest(concat(parts), algorithm)
+
+
+def sample_digest_expr(
+    d: Dialect, by_field: Sequence[tuple[str, exp.Expr]], algorithm: HashAlgorithm
+) -> exp.Expr:
+    parts: list[exp.Expr] = [lit(hashing.SAMPLE_TAG)]
+    for key, value in sorted(by_field, key=lambda kv: kv[0]):
+        parts += [lit(hashing.encode(key)), token(d, value)]
+    return d.digest(concat(parts), algorithm)
+
+
+# -- latest state -----------------------------------------------------------------------------
+def latest_rows(table: str, ids: Sequence[str], outputs: Sequence[exp.Expr]) -> exp.Select:
+    """The ids and ``outputs`` (computed from each row) of the latest row per id of a feature
+    table: the rows not superseded, soft-deleted ids hidden. Writes keep one row per id not
+    superseded (see ``supersede`` and ``supersede_older``), so this is a filter."""
+    return (exp.select(*[col(c) for c in ids], *outputs).from_(table_ref(table))
+            .where(exp.Not(this=col(names.SUPERSEDED))).where(exp.Not(this=col(names.DELETED))))
+
+
+# -- resolve ----------------------------------------------------------------------------------
+def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
+           source: str | None, source_ids: Sequence[str] | None = None) -> exp.Select:
+    """An empty relation standing in for a table never written (ids typed like ``source``;
+    ids the source lacks, i.e. not in ``source_ids``, are typed text)."""
+    from_source = set(ids if source_ids is None else source_ids) if source else set()
+    id_cols: list[exp.Expr] = [
+        col(c) if c in from_source else exp.alias_(d.typed_null(d.text_type), c, quoted=True)
+        for c in ids]
+    select = exp.select(
+        *id_cols,
+        *[exp.alias_(d.typed_null(d.text_type), n, quoted=True) for n in nulls],
+    ).where(exp.false())
+    return select.from_(table_ref(source)) if source else select
+
+
+def _filters(u: UpstreamPlan) -> list[exp.Expr]:
+    where = f"feature dependency {u.feature!r}: filter"
+    return [filters.parse_filter(text, where) for text in u.filters]
+
+
+def _stored_or(d: Dialect, derived: Derived, table: str, name: str,
+               computed: exp.Expr) -> exp.Expr:
+    """``computed`` aliased ``name``, or the same value read from the column the engine
+    derived and stored in ``table`` (``Dialect.derived_columns``) when it has one."""
+    if d.derives_field_columns and (derived is None or name in derived.get(table, frozenset())):
+        return col(name)
+    return exp.alias_(computed, name, quoted=True)
+
+
+def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: frozenset[str],
+                  subset: exp.Expr | None = None, algorithm: HashAlgorithm = "sha256",
+                  derived: Derived = None) -> exp.Select:
+    keys = u.keys or plan.id_columns
+    if u.relation in missing:
+        source = None if plan.table in missing else plan.table
+        return _empty(d, keys, [*[names.data_version_token_column(f) for f in u.fields],
+                                *[t for _, t in u.carried]], source)
+    if u.is_samples:
+        select = exp.select(
+            *[col(c) for c in plan.id_columns],
+            *[exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
+                         quoted=True) for f in u.fields],
+        ).from_(table_ref(u.relation))
+        return select.where(subset.copy()) if subset is not None else select
+    if u.lineage == "aggregation":
+        return _aggregated_cte(d, u, subset, algorithm)
+    preds = _filters(u)
+    ids = u.member_ids or keys
+    carried = [exp.alias_(col(c), t, quoted=True) for c, t in u.carried]
+    select = latest_rows(u.relation, ids, [
+        *[_stored_or(d, derived, u.relation, names.data_version_token_column(f),
+                     d.map_token(col(names.DATA_VERSION_BY_FIELD), f)) for f in u.fields],
+        *carried])
+    for p in [*preds, *([subset] if subset is not None else [])]:
+        select = select.where(p.copy())
+    return select
+
+
+def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
+                    algorithm: HashAlgorithm) -> exp.Select:
+    """One row per group: per upstream field, the digest of the group's member entries
+    (``hashing.group_data_version``), concatenated in an engine-independent order."""
+    preds = _filters(u)
+    member = [token(d, d.int_to_text(col(c))) for c in u.member_ids]
+    entries = [
+        exp.alias_(concat([*[m.copy() for m in member],
+                           token(d, exp.paren(d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
+                                              copy=False))]),
+                   names.member_entry_column(f), quoted=True)
+        for f in u.fields]
+    members = latest_rows(u.relation, u.member_ids, [*[col(c) for c in u.key_columns],
+                                                      *entries])
+    for p in [*preds, *([subset] if subset is not None else [])]:
+        members = members.where(p.copy())
+    return exp.select(
+        *[col(c) for c in u.keys],
+        *[exp.alias_(token(d, d.digest(concat([lit(hashing.GROUP_TAG), d.ordered_concat(
+            col(names.member_entry_column(f)))]), algorithm)),
+            names.data_version_token_column(f), quoted=True) for f in u.fields],
+    ).from_(members.subquery(names.MEMBERS, copy=False)).group_by(*[col(c) for c in u.keys])
+
+
+def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> exp.Select:
+    first = next(u for u in plan.upstreams if not u.optional)
+    keys = first.keys or plan.id_columns
+    if plan.is_root:
+        return exp.select(
+            *[col(c, first.cte) for c in plan.id_columns],
+            *[col(names.provenance_column(f), first.cte) for f in plan.field_keys],
+        ).from_(table_ref(first.cte))
+    # An optional parent that is absent (LEFT JOIN) has NULL tokens: encoded as absent.
+    token_of: dict[tuple[str, str], exp.Expr] = {
+        (u.feature, f): (exp.Coalesce(this=col(names.data_version_token_column(f), u.cte),
+                                      expressions=[lit(hashing.ABSENT)]) if u.optional
+                         else col(names.data_version_token_column(f), u.cte))
+        for u in plan.upstreams for f in u.fields
+    }
+    select = exp.select(
+        *[col(c, first.cte) for c in keys],
+        *[
+            exp.alias_(field_provenance_expr(d, f, token_of, algorithm),
+                       names.provenance_column(f.key), quoted=True)
+            for f in plan.fields
+        ],
+        *[col(t, u.cte) for u in plan.upstreams for _, t in u.carried],
+    ).from_(table_ref(first.cte))
+    for u in plan.upstreams:
+        if u is not first:
+            select = select.join(table_ref(u.cte), on=ids_equal(first.cte, u.cte, keys),
+                                 join_type="left" if u.optional else "inner")
+    return select
+
+
+def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str],
+                 subset: exp.Expr | None = None, derived: Derived = None) -> exp.Select:
+    if plan.table in missing:
+        return _empty(d, plan.id_columns, [names.provenance_column(f) for f in plan.field_keys],
+                      names.EXPECTED, plan.grain or plan.id_columns)
+    select = latest_rows(plan.table, plan.id_columns, [
+        _stored_or(d, derived, plan.table, names.provenance_column(f),
+                   d.map_get(col(names.PROVENANCE_BY_FIELD), f)) for f in plan.field_keys])
+    return select.where(subset.copy()) if subset is not None else select
+
+
+def _differs(f: str) -> exp.Expr:
+    e, c = col(names.provenance_column(f), names.EXPECTED), col(names.provenance_column(f),
+                                                                names.CURRENT)
+    return exp.or_(exp.NEQ(this=e, expression=c.copy()), exp.Is(this=c, expression=exp.Null()))
+
+
+def _carried_side(plan: FeaturePlan) -> list[exp.Expr]:
+    return [exp.alias_(col(t, names.EXPECTED), t, quoted=True) for t in plan.carried]
+
+
+def _increment_full_join(d: Dialect, plan: FeaturePlan) -> exp.Select:
+    """The increment as one FULL OUTER JOIN: an id missing on the current side is new, on the
+    expected side orphaned; matched ids with a differing field are stale."""
+    ids, fields = plan.id_columns, plan.field_keys
+    no_current = exp.Is(this=col(ids[0], names.CURRENT), expression=exp.Null())
+    no_expected = exp.Is(this=col(ids[0], names.EXPECTED), expression=exp.Null())
+    status = exp.Case(ifs=[exp.If(this=no_current, true=lit(names.STATUS_NEW)),
+                           exp.If(this=no_expected.copy(), true=lit(names.STATUS_ORPHANED))],
+                      default=lit(names.STATUS_STALE))
+
+    def side(name: str) -> exp.Expr:  # orphaned rows carry the stored value, others expected
+        return exp.Case(ifs=[exp.If(this=no_expected.copy(), true=col(name, names.CURRENT))],
+                        default=col(name, names.EXPECTED))
+
+    empty = _empty_array(d)
+    changed = exp.Case(
+        ifs=[exp.If(this=exp.or_(no_current.copy(), no_expected.copy()), true=empty)],
+        default=exp.Cast(this=d.non_null_array([
+            exp.Case(ifs=[exp.If(this=_differs(f), true=lit(f))]) for f in fields]),
+            to=d.type_(d.text_array_type)))
+    return exp.select(
+        exp.alias_(status, names.STATUS, quoted=True),
+        *[exp.alias_(exp.Coalesce(this=col(c, names.EXPECTED), expressions=[
+            col(c, names.CURRENT)]), c, quoted=True) for c in ids],
+        *[exp.alias_(side(names.provenance_column(f)), names.provenance_column(f), quoted=True)
+          for f in fields],
+        exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
+        *_carried_side(plan),
+    ).from_(table_ref(names.EXPECTED)).join(
+        table_ref(names.CURRENT), on=ids_equal(names.EXPECTED, names.CURRENT, ids),
+        join_type="full outer",
+    ).where(exp.or_(no_current.copy(), no_expected.copy(), *[_differs(f) for f in fields]))
+
+
+def _empty_array(d: Dialect) -> exp.Expr:
+    return exp.Cast(this=exp.Array(expressions=[]), to=d.type_(d.text_array_type))
+
+
+def _flag(condition: exp.Expr) -> exp.Expr:
+    """``MAX(CASE WHEN condition THEN 1 ELSE 0 END) = 1``: the condition holds for some row."""
+    return exp.EQ(this=exp.Max(this=exp.Case(ifs=[exp.If(this=condition, true=exp.Literal.number(
+        1))], default=exp.Literal.number(0))), expression=exp.Literal.number(1))
+
+
+def _increment_expansion(d: Dialect, plan: FeaturePlan) -> exp.Union:
+    """The increment of an expansion: new and stale at parent grain (a parent without children
+    is new; a parent with some child whose provenance differs is stale, naming the fields),
+    children whose parent is no longer expected orphaned at child grain."""
+    grain, fields = plan.grain, plan.field_keys
+    matched = exp.Count(this=col(grain[0], names.CURRENT))
+    childless = exp.EQ(this=matched, expression=exp.Literal.number(0))
+    group = [*[col(c, names.EXPECTED) for c in grain],
+             *[col(names.provenance_column(f), names.EXPECTED) for f in fields],
+             *[col(t, names.EXPECTED) for t in plan.carried]]
+    changed = exp.Case(ifs=[exp.If(this=childless.copy(), true=_empty_array(d))],
+                       default=exp.Cast(this=d.non_null_array([
+                           exp.Case(ifs=[exp.If(this=_flag(_differs(f)), true=lit(f))])
+                           for f in fields]), to=d.type_(d.text_array_type)))
+    parents = exp.select(
+        exp.alias_(exp.Case(ifs=[exp.If(this=childless, true=lit(names.STATUS_NEW))],
+                            default=lit(names.STATUS_STALE)), names.STATUS, quoted=True),
+        *[exp.alias_(col(c, names.EXPECTED) if c in grain else exp.Null(), c, quoted=True)
+          for c in plan.id_columns],
+        *[exp.alias_(col(names.provenance_column(f), names.EXPECTED),
+                     names.provenance_column(f), quoted=True) for f in fields],
+        exp.alias_(changed, names.CHANGED_FIELDS, quoted=True),
+        *_carried_side(plan),
+    ).from_(table_ref(names.EXPECTED)).join(
+        table_ref(names.CURRENT), on=ids_equal(names.EXPECTED, names.CURRENT, grain),
+        join_type="left").group_by(*group).having(
+        exp.or_(childless.copy(), *[_flag(_differs(f)) for f in fields]))
+    orphans = exp.select(
+        exp.alias_(lit(names.STATUS_ORPHANED), names.STATUS, quoted=True),
+        *[col(c, names.CURRENT) for c in plan.id_columns],
+        *[col(names.provenance_column(f), names.CURRENT) for f in fields],
+        exp.alias_(_empty_array(d), names.CHANGED_FIELDS, quoted=True),
+        *[exp.alias_(exp.Null(), t, quoted=True) for t in plan.carried],
+    ).from_(table_ref(names.CURRENT)).join(
+        table_ref(names.EXPECTED), on=ids_equal(names.CURRENT, names.EXPECTED, grain),
+        join_type="left").where(exp.Is(this=col(grain[0], names.EXPECTED), expression=exp.Null()))
+    return exp.union(parents, orphans, distinct=False)
+
+
+def resolve_statement(
+    d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm,
+    missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
+    derived: Derived = None,
+) -> exp.Select:
+    """The one statement yielding the whole increment of ``plan.feature``.
+
+    ``missing`` names feature tables never written: they read as empty relations.
+    ``derived`` maps each table read to the columns it has; a per-field column the dialect
+    derives (``Dialect.derived_columns``) is read where the table has it, else computed from
+    the map. ``None``: every table has them (as the store creates tables).
+    ``subset`` (a checked predicate over ``plan.grain``, see :mod:`metaxy_sql.model.filters`)
+    restricts the resolve to those samples: it is pushed into every upstream and the current
+    state, so the result is the full increment filtered to the subset.
+
+    Columns: ``metaxy_status`` (new/stale/orphaned), the id columns, the expected (for
+    orphaned: stored) ``metaxy_provenance_by_field`` and ``metaxy_provenance``, and
+    ``metaxy_changed_fields`` (stale samples: the fields whose provenance changed), then the
+    carried upstream columns (new and stale rows). For an expansion, new and stale rows are
+    one per parent: the child-only id columns are NULL.
+    """
+    by_field = [(f, col(names.provenance_column(f))) for f in plan.field_keys]
+    select = exp.select(
+        col(names.STATUS),
+        *[col(c) for c in plan.id_columns],
+        exp.alias_(d.map_build(by_field), names.PROVENANCE_BY_FIELD, quoted=True),
+        exp.alias_(sample_digest_expr(d, by_field, algorithm), names.PROVENANCE, quoted=True),
+        col(names.CHANGED_FIELDS),
+        *[col(t) for t in plan.carried],
+    ).from_(table_ref(names.INCREMENT))
+    ctes: list[tuple[str, exp.Expr]] = [
+        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm, derived))
+        for u in plan.upstreams]
+    ctes += [
+        (names.EXPECTED, _expected_cte(d, plan, algorithm)),
+        (names.CURRENT, _current_cte(d, plan, missing, subset, derived)),
+        (names.INCREMENT, _increment_expansion(d, plan) if plan.is_expansion
+         else _increment_full_join(d, plan)),
+    ]
+    for name, body in ctes:
+        select = select.with_(exp.to_identifier(name, quoted=True), as_=body, copy=False)
+    settings = d.statement_settings()
+    if settings:
+        select.set("settings", settings)
+    return select
+
+
+def category_query(statement: exp.Select, status: str, columns: Sequence[str]) -> exp.Select:
+    """Rows of one category of the increment, from the resolve statement."""
+    return (
+        exp.select(*[col(c) for c in columns])
+        .from_(statement.subquery(names.RESOLVED))
+        .where(exp.EQ(this=col(names.STATUS), expression=lit(status)))
+    )
+
+
+def counts_query(statement: exp.Select) -> exp.Select:
+    """Count of each category in one query, computed in the engine."""
+    return (
+        exp.select(col(names.STATUS), exp.alias_(exp.Count(this=exp.Star()), "n", quoted=True))
+        .from_(statement.subquery(names.RESOLVED))
+        .group_by(col(names.STATUS))
+    )
+
+
+# -- writes -----------------------------------------------------------------------------------
+def write_select(
+    d: Dialect,
+    *,
+    staged: str,
+    id_columns: Sequence[str],
+    user_columns: Sequence[str],
+    field_keys: Sequence[str],
+    has_data_version: bool,
+    feature_version: str,
+    created_at: str,
+    algorithm: HashAlgorithm,
+) -> exp.Select:
+    """Rows to append to a feature table, with every hash computed in the engine.
+
+    The data version of a field is the writer's override when given, else its provenance.
+    """
+    passthrough = [col(c) for c in (*id_columns, *user_columns)]
+    per_field: list[exp.Expr] = []
+    for f in field_keys:
+        prov = d.map_get(col(names.PROVENANCE_BY_FIELD), f)
+        per_field.append(exp.alias_(prov, names.provenance_column(f), quoted=True))
+        dv = (exp.Coalesce(this=d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
+                           expressions=[prov.copy()]) if has_data_version else prov.copy())
+        per_field.append(exp.alias_(dv, names.data_version_column(f), quoted=True))
+    inner = exp.select(*passthrough, *per_field).from_(table_ref(staged))
+    prov_pairs = [(f, col(names.provenance_column(f))) for f in field_keys]
+    dv_pairs = [(f, col(names.data_version_column(f))) for f in field_keys]
+    return exp.select(
+        *[col(c) for c in (*id_columns, *user_columns)],
+        exp.alias_(d.map_build(prov_pairs), names.PROVENANCE_BY_FIELD, quoted=True),
+        exp.alias_(sample_digest_expr(d, prov_pairs, algorithm), names.PROVENANCE, quoted=True),
+        exp.alias_(d.map_build(dv_pairs), names.DATA_VERSION_BY_FIELD, quoted=True),
+        exp.alias_(sample_digest_expr(d, dv_pairs, algorithm), names.DATA_VERSION, quoted=True),
+        exp.alias_(lit(feature_version), names.FEATURE_VERSION, quoted=True),
+        exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
+        exp.alias_(exp.false(), names.DELETED, quoted=True),
+        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
+    ).from_(inner.subquery(staged, copy=False))
+
+
+def insert(table: str, columns: Sequence[str], select: exp.Select) -> exp.Insert:
+    return exp.insert(select, table_ref(table),
+                      columns=[exp.to_identifier(c, quoted=True) for c in columns])
+
+
+def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
+                      created_at: str) -> exp.Select:
+    """One soft-delete tombstone per distinct id in ``staged``."""
+    return exp.select(
+        *[col(c) for c in id_columns],
+        exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
+        exp.alias_(exp.true(), names.DELETED, quoted=True),
+        exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
+    ).from_(table_ref(staged)).distinct()
+
+
+def pending_where_written(select: exp.Select, table: str, staged: str,
+                          id_columns: Sequence[str]) -> exp.Select:
+    """``select`` (rows to append from ``staged``) with ``metaxy_superseded`` true for the
+    ids ``table`` already has: those rows stay invisible until ``settle_superseded`` flips
+    them and the rows they replace at once. Rows of new ids go in live: nothing to replace,
+    and a first write of many ids leaves no flag to update."""
+    # The set holds only the staged ids the table has (the primary key finds them), not
+    # every id of the table.
+    written = ids_in(id_columns, ids_of(table, id_columns).where(
+        ids_in(id_columns, ids_of(staged, id_columns))))
+    out = select.copy()
+    out.set("expressions", [
+        exp.alias_(written.copy(), names.SUPERSEDED, quoted=True)
+        if e.alias_or_name == names.SUPERSEDED else e for e in out.expressions])
+    return out
+
+
+def supersede(table: str, staged: str, id_columns: Sequence[str]) -> exp.Update:
+    """Mark the live rows of the ids in ``staged`` superseded (before appending their new rows)."""
+    sub = exp.select(exp.Literal.number(1)).from_(table_ref(staged)).where(
+        ids_equal(staged, table, id_columns))
+    return exp.update(
+        table_ref(table), {names.SUPERSEDED: exp.true()},
+        where=exp.and_(exp.Not(this=col(names.SUPERSEDED, table)), exp.Exists(this=sub)))
+
+
+def settle_superseded(table: str, id_columns: Sequence[str], d: Dialect,
+                      staged: str | None) -> exp.Update:
+    """Set ``metaxy_superseded`` of every row of some ids to "not the newest row of its id".
+
+    For engines without multi-statement transactions (``Dialect.supersede_after_insert``):
+    a write appends the rows of ids already written superseded (``pending_where_written``),
+    then this one UPDATE makes them live and supersedes the rows they replace at once, so a
+    reader sees each id before or after the write, never both; a crash between the two
+    statements leaves those rows unseen, as a rollback would.
+
+    The newest row per id is the first in ``metaxy_created_at``, tombstone, data version and
+    then ``Dialect.insert_order`` (a total order), all descending, over every row of the id.
+    Only rows whose flag is wrong are updated. Concurrent writers of the same ids converge:
+    each run computes the same answer from all rows present.
+
+    ``staged``: the ids of that staged relation (a write); ``None``: the ids that have more
+    than one live row (repairs a table written before writes superseded).
+    """
+    ids = [col(c) for c in id_columns]
+    if staged is not None:
+        scope = ids_of(staged, id_columns)
+    else:
+        scope = (ids_of(table, id_columns).where(exp.Not(this=col(names.SUPERSEDED)))
+                 .group_by(*[c.copy() for c in ids])
+                 .having(exp.GT(this=exp.Count(this=exp.Star()),
+                                expression=exp.Literal.number(1))))
+    in_scope = ids_in(id_columns, scope)
+    order = [*[col(c) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)],
+             *d.insert_order()]
+    row = exp.Tuple(expressions=[*[c.copy() for c in ids], *[c.copy() for c in order]])
+    newest = d.latest_per_id(table_ref(table), ids, [e.copy() for e in row.expressions],
+                             [d.order_desc(c.copy()) for c in order]).where(in_scope.copy())
+    is_newest = exp.paren(exp.In(this=row, query=exp.Subquery(this=newest)), copy=False)
+    return exp.update(table_ref(table), {names.SUPERSEDED: exp.Not(this=is_newest)},
+                      where=exp.and_(in_scope, exp.EQ(this=col(names.SUPERSEDED),
+                                                      expression=is_newest.copy())))
+
+
+def hard_delete(table: str, staged: str, id_columns: Sequence[str], *,
+                dialect: Dialect | None = None) -> exp.Delete:
+    """Delete every row (history included) of the ids in ``staged``."""
+    if dialect is not None and not dialect.correlated_delete:
+        return exp.delete(table_ref(table), where=ids_in(id_columns, ids_of(staged, id_columns)))
+    sub = exp.select(exp.Literal.number(1)).from_(table_ref(staged)).where(
+        ids_equal(staged, table, id_columns))
+    return exp.delete(table_ref(table), where=exp.Exists(this=sub))
+
+
+def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str]) -> exp.Select:
+    """Latest state of a feature table: the newest live row per id, ordered by id."""
+    return latest_rows(table, id_columns, [col(c) for c in columns]).order_by(
+        *[col(c) for c in id_columns])
+
+
+def read_history(table: str, id_columns: Sequence[str]) -> exp.Select:
+    """Every row ever written (tombstones included), oldest first per id."""
+    return exp.select(exp.Star()).from_(table_ref(table)).order_by(
+        *[col(c) for c in id_columns], col(names.CREATED_AT))
+
+
+def add_column(table: str, column: str, sql_type: str, d: Dialect) -> exp.Alter:
+    """Add a user column first seen in a later write (``IF NOT EXISTS``: a concurrent writer
+    may add it first)."""
+    return exp.Alter(
+        this=table_ref(table), kind="TABLE",
+        actions=[exp.ColumnDef(this=exp.to_identifier(column, quoted=True),
+                               kind=exp.DataType.build(sql_type, dialect=d.sqlglot_dialect),
+                               exists=True)])
+
+
+def add_derived_column(table: str, column: DerivedColumn, d: Dialect) -> exp.Alter:
+    """Add a per-field column the engine derives from the maps (``Dialect.derived_columns``);
+    rows written before it are computed on read, by the same expression."""
+    definition = derived_column_def(d, column)
+    definition.set("exists", True)
+    return exp.Alter(this=table_ref(table), kind="TABLE", actions=[definition])
+
+
+def count_query(select: exp.Select) -> exp.Select:
+    """``SELECT COUNT(*)`` over a query, computed in the engine."""
+    return exp.select(exp.alias_(exp.Count(this=exp.Star()), "n", quoted=True)).from_(
+        select.subquery("counted"))
+
+
+def drop_table(table: str) -> exp.Drop:
+    return exp.Drop(tables=[table_ref(table)], kind="TABLE", exists=True)

@@ -1,0 +1,241 @@
+"""What a dialect must declare: a handful of expression builders and type names.
+
+The SQL builder composes only these hooks and plain, portable sqlglot nodes; every engine quirk
+lives in exactly one dialect module, with a comment saying why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from sqlglot import exp
+
+from metaxy_sql.errors import UnsupportedByDialectError
+from metaxy_sql.model.hashing import ABSENT, DIGEST_HEX_CHARS, HashAlgorithm
+
+
+def lit(value: str) -> exp.Literal:
+    return exp.Literal.string(value)
+
+
+def call(name: str, *args: exp.Expr) -> exp.Anonymous:
+    """A function call rendered verbatim (for functions whose name differs by engine)."""
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+class DerivedColumn(NamedTuple):
+    """A stored column computed by the engine from other columns of the row on insert."""
+
+    name: str
+    type: str
+    expression: exp.Expr
+
+
+def derived_column_def(d: Dialect, column: DerivedColumn) -> exp.ColumnDef:
+    """``name type MATERIALIZED expression`` (ClickHouse's spelling of a stored computed
+    column; sqlglot renders it per dialect)."""
+    return exp.ColumnDef(
+        this=exp.to_identifier(column.name, quoted=True), kind=d.type_(column.type),
+        constraints=[exp.ColumnConstraint(kind=exp.ComputedColumnConstraint(
+            this=column.expression.copy(), persisted=True))])
+
+
+class Dialect:
+    """Base dialect: portable defaults; subclasses override what their engine does differently."""
+
+    #: Engine name used in URLs, CLI options and ``dialects/<name>/``.
+    name: str = ""
+    #: sqlglot dialect used to render.
+    sqlglot_dialect: str = ""
+
+    #: False where a DELETE cannot correlate with the staged ids (it then uses ``ids IN``).
+    correlated_delete: bool = True
+    #: Session settings the executor applies to every statement on this engine.
+    session_settings: dict[str, str] = {}
+    #: A write marks the rows it replaces ``metaxy_superseded``, so the latest state is a
+    #: plain filter. False: that UPDATE runs first, in the write's transaction. True (engines
+    #: with no multi-statement transactions): rows are appended superseded, then one UPDATE
+    #: settles every row of the written ids (``builder.settle_superseded``).
+    supersede_after_insert: bool = False
+
+    # -- types ------------------------------------------------------------------------------
+    text_type = "TEXT"
+    map_type = "MAP(TEXT, TEXT)"
+    timestamp_type = "TIMESTAMP"
+    bool_type = "BOOLEAN"
+    text_array_type = "TEXT[]"
+
+    #: Column type of a declared user or id column, by Python annotation (default: text).
+    python_types: Mapping[object, str] = {
+        str: "TEXT", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", dt.datetime: "TIMESTAMP",
+    }
+
+    def type_(self, sql_type: str) -> exp.DataType:
+        return exp.DataType.build(sql_type, dialect=self.sqlglot_dialect)
+
+    def python_type(self, annotation: object) -> str:
+        return self.python_types.get(annotation, self.text_type)
+
+    def nullable_type(self, sql_type: str) -> str:
+        """The type of a column that may hold NULL (columns are nullable by default)."""
+        return sql_type
+
+    # -- DDL of feature tables ----------------------------------------------------------------
+    @functools.cached_property
+    def derives_field_columns(self) -> bool:
+        """True where feature tables store per-field columns (``derived_columns``), named
+        ``names.data_version_token_column(f)`` and ``names.provenance_column(f)``."""
+        return bool(self.derived_columns(["field"]))
+
+    def derived_columns(self, field_keys: Sequence[str]) -> list[DerivedColumn]:
+        """Per-field columns the engine computes from the maps on insert and stores: resolve
+        reads them instead of looking into the maps. None by default."""
+        return []
+
+    def column_schema(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                      derived: Sequence[DerivedColumn] = ()) -> exp.Schema:
+        """``table (name type, ..., derived type <computed> expression, ...)``."""
+        return exp.Schema(this=table, expressions=[
+            *[exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
+              for name, typ in columns],
+            *[derived_column_def(self, c) for c in derived]])
+
+    def table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                  id_columns: Sequence[str], field_keys: Sequence[str] = ()) -> list[exp.Expr]:
+        """``CREATE TABLE IF NOT EXISTS`` of a feature table."""
+        return [exp.Create(kind="TABLE", exists=True, this=self.column_schema(
+            table, columns, self.derived_columns(field_keys)))]
+
+    def cluster_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                          id_columns: Sequence[str], cluster: str,
+                          field_keys: Sequence[str] = ()) -> list[exp.Expr]:
+        """DDL of a feature table spread over a cluster."""
+        raise UnsupportedByDialectError(
+            f"--cluster is for ClickHouse; {self.name} has no ON CLUSTER DDL (drop --cluster)")
+
+    # -- hashing ----------------------------------------------------------------------------
+    def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
+        """Lowercase hex digest of the UTF-8 bytes of ``text`` (full length)."""
+        raise NotImplementedError
+
+    def digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
+        """The 32-hex-char digest the oracle computes (``hashing.digest``)."""
+        full = self.hex_digest(text, algorithm)
+        if algorithm == "md5":  # md5 hex is exactly 32 chars already
+            return full
+        return exp.Substring(
+            this=full, start=exp.Literal.number(1), length=exp.Literal.number(DIGEST_HEX_CHARS))
+
+    def byte_length(self, text: exp.Expr) -> exp.Expr:
+        """Length of ``text`` in UTF-8 bytes."""
+        raise NotImplementedError
+
+    def int_to_text(self, value: exp.Expr) -> exp.Expr:
+        return exp.Cast(this=value, to=self.type_(self.text_type))
+
+    def typed_null(self, sql_type: str) -> exp.Expr:
+        """A NULL of type ``sql_type`` (columns of the empty stand-in relations)."""
+        return exp.Cast(this=exp.Null(), to=self.type_(sql_type))
+
+    def value_token(self, value: exp.Expr) -> exp.Expr:
+        """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
+        present = exp.DPipe(
+            this=exp.DPipe(this=self.int_to_text(self.byte_length(value)), expression=lit(":")),
+            expression=value.copy(),
+        )
+        return exp.Coalesce(this=present, expressions=[lit(ABSENT)])
+
+    def map_token(self, mapping: exp.Expr, key: str) -> exp.Expr:
+        """The hash-input token of ``mapping[key]`` (``~`` when the key is absent)."""
+        # Parenthesized: Postgres gives ``||`` and ``->>`` the same precedence.
+        return self.value_token(exp.paren(self.map_get(mapping, key), copy=False))
+
+    # -- per-field maps ---------------------------------------------------------------------
+    def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:
+        """Value of ``key`` in a per-field map column, NULL when the key is absent."""
+        return exp.Bracket(this=mapping, expressions=[lit(key)])
+
+    def map_build(self, pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
+        """A per-field map from compile-time keys (already sorted) and value expressions."""
+        return exp.Map(
+            keys=exp.Array(expressions=[lit(k) for k, _ in pairs]),
+            values=exp.Array(expressions=[v for _, v in pairs]),
+        )
+
+    def non_null_array(self, items: list[exp.Expr]) -> exp.Expr:
+        """An array of the non-NULL values among ``items``, in order."""
+        raise NotImplementedError
+
+    def ordered_concat(self, value: exp.Expr) -> exp.Expr:
+        """Aggregate: the group's ``value`` strings concatenated in binary (UTF-8 byte) order,
+        the order ``hashing.group_data_version_input`` sorts in."""
+        return exp.GroupConcat(
+            this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=value.copy())]),
+            separator=lit(""))
+
+    # -- statements -------------------------------------------------------------------------
+    def order_desc(self, column: exp.Expr) -> exp.Ordered:
+        """``column DESC`` in the latest-row order (its columns are never NULL where it
+        matters: ``metaxy_data_version`` is NULL only on tombstones, which never tie with live
+        rows because ``metaxy_deleted`` is ordered first)."""
+        return exp.Ordered(this=column, desc=True)
+
+    def insert_order(self) -> list[exp.Expr]:
+        """Columns ordering rows by insertion, the last tie-break of the newest row per id
+        where writes supersede after the append. None by default."""
+        return []
+
+    def latest_per_id(
+        self, source: exp.Table, ids: Sequence[exp.Column], columns: Sequence[exp.Expr],
+        order: Sequence[exp.Ordered],
+    ) -> exp.Select:
+        """``columns`` of the first row per id of ``source`` in ``order`` (the newest row of
+        each id). Needed where writes supersede after the append (``supersede_after_insert``).
+        """
+        raise NotImplementedError(f"{self.name}: latest_per_id")
+
+    def write_lock(self, table: str) -> exp.Expr | None:
+        """A statement run first in a write transaction to serialize writers of ``table``
+        (superseding rows must see every row committed before it)."""
+        return None
+
+    def statement_settings(self) -> list[exp.Expr]:
+        """Settings the resolve statement carries in its own text (``SETTINGS k = v``)."""
+        return []
+
+    def true(self) -> exp.Expr:
+        return exp.true()
+
+    def timestamp_literal(self, iso: str) -> exp.Expr:
+        return exp.Cast(this=lit(iso), to=self.type_(self.timestamp_type))
+
+    # -- materialized increments and system tables ------------------------------------------
+    def current_schema(self) -> exp.Expr:
+        """The schema (ClickHouse: database) unqualified names resolve to."""
+        return call("current_schema")
+
+    def catalog_condition(self, catalog_column: exp.Column) -> exp.Expr | None:
+        """Restricts ``information_schema`` rows to the store's own catalog (database)."""
+        return exp.EQ(this=catalog_column, expression=call("current_database"))
+
+    def view_ddl(self, view: exp.Table, select: exp.Select) -> list[exp.Expr]:
+        """Create or atomically replace ``view`` over ``select`` (its text kept verbatim)."""
+        return [exp.Create(kind="VIEW", replace=True, this=view, expression=select)]
+
+    def snapshot_ddl(self, table: exp.Table, select: exp.Select) -> list[exp.Expr]:
+        """Create or atomically replace ``table`` with the rows of ``select`` (run in one
+        transaction)."""
+        return [exp.Create(kind="TABLE", replace=True, this=table, expression=select)]
+
+    def system_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                         order_by: Sequence[str]) -> exp.Create:
+        """``CREATE TABLE IF NOT EXISTS`` of a small append-only system table."""
+        return exp.Create(kind="TABLE", exists=True, this=exp.Schema(this=table, expressions=[
+            exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=self.type_(typ))
+            for name, typ in columns]))
+
+    def render(self, expression: exp.Expr, pretty: bool = True) -> str:
+        return expression.sql(dialect=self.sqlglot_dialect, pretty=pretty, identify=True)

@@ -1,0 +1,81 @@
+"""Postgres dialect (15+; per-field maps are ``jsonb``).
+
+The executor refuses non-UTF8 databases, so ``octet_length`` and ``md5`` of ``text`` see the
+same UTF-8 bytes as the oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlglot import exp
+
+from metaxy_sql.compile.dialects.base import Dialect, call, lit
+from metaxy_sql.errors import UnsupportedByDialectError
+from metaxy_sql.model.hashing import HashAlgorithm
+
+#: Longest identifier Postgres keeps; longer ones are silently truncated (NAMEDATALEN - 1).
+MAX_IDENTIFIER_BYTES = 63
+
+
+class PostgresDialect(Dialect):
+    name = "postgres"
+    sqlglot_dialect = "postgres"
+
+    map_type = "JSONB"
+    timestamp_type = "TIMESTAMP"
+
+    def write_lock(self, table: str) -> exp.Expr | None:
+        # Under READ COMMITTED a concurrent writer's UPDATE would not see rows another writer
+        # inserts meanwhile, leaving two live rows for one id: writers of a table take turns.
+        return exp.Command(this="LOCK", expression=exp.Var(
+            this=f"TABLE {exp.to_identifier(table, quoted=True).sql('postgres')} "
+            "IN SHARE ROW EXCLUSIVE MODE"))
+
+    def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
+        if algorithm == "md5":  # md5(text) is already lowercase hex of the text's bytes
+            return call("md5", text)
+        # sha256() takes bytea only (sqlglot's SHA2 renders sha256(text), which does not exist).
+        return call("encode", call("sha256", call("convert_to", text, lit("UTF8"))), lit("hex"))
+
+    def byte_length(self, text: exp.Expr) -> exp.Expr:
+        # length() counts characters; octet_length() counts bytes.
+        return call("octet_length", text)
+
+    def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:
+        # jsonb ->> 'k' is text, NULL when the key is absent (sqlglot's JSONPath form renders
+        # json_extract_path_text, which has no jsonb overload).
+        return exp.JSONExtractScalar(this=mapping, expression=lit(key))
+
+    def map_build(self, pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
+        # sqlglot's MAP/struct transpile to invalid Postgres; jsonb_build_object is exact.
+        args: list[exp.Expr] = []
+        for k, v in pairs:
+            args += [lit(k), v]
+        return call("jsonb_build_object", *args)
+
+    def non_null_array(self, items: list[exp.Expr]) -> exp.Expr:
+        # array_remove(a, NULL) drops NULLs (it compares with IS NOT DISTINCT FROM).
+        return call("array_remove", exp.Array(expressions=items), exp.Null())
+
+    def ordered_concat(self, value: exp.Expr) -> exp.Expr:
+        # ORDER BY text follows the database collation (e.g. en_US): COLLATE "C" is byte order.
+        ordered = exp.Collate(this=value.copy(), expression=exp.column("C", quoted=True))
+        return exp.GroupConcat(
+            this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=ordered)]),
+            separator=lit(""))
+
+    def snapshot_ddl(self, table: exp.Table, select: exp.Select) -> list[exp.Expr]:
+        # No CREATE OR REPLACE TABLE; DDL is transactional, so drop + create in one
+        # transaction replaces the snapshot atomically.
+        return [exp.Drop(kind="TABLE", exists=True, tables=[table.copy()]),
+                exp.Create(kind="TABLE", this=table, expression=select)]
+
+    def render(self, expression: exp.Expr, pretty: bool = True) -> str:
+        # Postgres truncates longer identifiers silently, so two long names could collide.
+        for ident in expression.find_all(exp.Identifier):
+            if len(ident.name.encode()) > MAX_IDENTIFIER_BYTES:
+                raise UnsupportedByDialectError(
+                    f"identifier {ident.name!r} is longer than Postgres's {MAX_IDENTIFIER_BYTES}"
+                    " bytes; shorten the feature, field or column name")
+        return super().render(expression, pretty)

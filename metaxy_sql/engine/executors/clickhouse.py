@@ -1,0 +1,286 @@
+"""ClickHouse executor: a server over HTTP(S), or chdb in-process, both via clickhouse-connect.
+
+Store URLs::
+
+    clickhouse://user:password@host:8123/database     (HTTP; https with clickhouses://)
+    chdb:///absolute/data/path?database=name           (embedded engine, on disk)
+    chdb://memory?database=name                        (embedded engine, in memory)
+
+Rows go in as Arrow into session-scoped temporary tables and come out as Arrow; every other
+step runs server-side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import pyarrow as pa
+from sqlglot import exp
+
+from metaxy_sql.compile.builder import table_ref
+from metaxy_sql.compile.dialects.base import Dialect
+from metaxy_sql.compile.dialects.clickhouse import ClickHouseDialect
+from metaxy_sql.engine.executors.clickhouse_arrow import prepare
+from metaxy_sql.errors import ConfigError, ExecutionError, StoreConnectionError
+
+try:
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+except ImportError as e:  # pragma: no cover - depends on the installed extras
+    raise ConfigError(
+        "ClickHouse stores need the clickhouse extra: pip install 'metaxy-sql[clickhouse]'"
+    ) from e
+
+_URL_PARAMS = ("database",)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a store URL points: client arguments, database and the URL with password masked."""
+
+    client_args: dict[str, Any]
+    database: str
+    masked_url: str
+    embedded: bool
+    secret: str = field(default="", repr=False)
+
+
+def parse_url(url: str) -> Target:
+    """Split a ``clickhouse://``, ``clickhouses://`` or ``chdb://`` store URL."""
+    parts = urlsplit(url)
+    params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = sorted(set(params) - set(_URL_PARAMS))
+    if unknown:
+        raise ConfigError(f"store URL {_mask(url, parts.password)!r}: unknown parameters "
+                          f"{unknown}; supported: {list(_URL_PARAMS)}")
+    if parts.scheme == "chdb":
+        return _chdb_target(url, parts.netloc, parts.path, params)
+    if not parts.hostname:
+        raise ConfigError(f"store URL {_mask(url, parts.password)!r}: name a host, e.g. "
+                          "clickhouse://user:password@localhost:8123/database")
+    secure = parts.scheme == "clickhouses"
+    try:
+        port = parts.port or (8443 if secure else 8123)
+    except ValueError:
+        raise ConfigError(f"store URL {_mask(url, parts.password)!r}: bad port") from None
+    password = unquote(parts.password or "")
+    database = params.get("database") or unquote(parts.path.strip("/")) or "default"
+    args = {"host": parts.hostname, "port": port, "username": unquote(parts.username or "default"),
+            "password": password, "secure": secure, "interface": "https" if secure else "http"}
+    return Target(args, database, _mask(url, parts.password), embedded=False, secret=password)
+
+
+def _chdb_target(url: str, netloc: str, path: str, params: dict[str, str]) -> Target:
+    if netloc in ("memory", ":memory:") or (not netloc and path in ("", "/")):
+        database = params.get("database") or unquote(path.strip("/")) or "default"
+        return Target({"dsn": "chdb://memory"}, database, url, embedded=True)
+    if netloc or not path.startswith("/"):
+        raise ConfigError(f"store URL {url!r}: use chdb:///absolute/path (three slashes) or "
+                          "chdb://memory, with ?database=name to pick a database")
+    return Target({"dsn": f"chdb://{quote(path)}"}, params.get("database") or "default", url,
+                  embedded=True)
+
+
+def _mask(url: str, password: str | None) -> str:
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def _reason(e: BaseException, secret: str = "") -> str:
+    """The engine's message without the driver's preamble (and never the password)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "Code:" in ln), lines[0] if lines else repr(e))
+    if "Code:" in line:  # "HTTP driver received HTTP status 401, server response: Code: ..."
+        line = line[line.index("Code:"):]
+    line = line.split(" Stack trace", 1)[0]
+    if not secret:
+        return line
+    # Whole occurrences only: a short password must not mangle words that contain it.
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", line)
+
+
+class ClickHouseExecutor:
+    engine = "clickhouse"
+
+    def __init__(self, client: Any, target: Target) -> None:
+        self.ch_dialect = ClickHouseDialect()
+        self.dialect: Dialect = self.ch_dialect
+        self.client = client
+        self.url = target.masked_url
+        self.database = target.database
+        # One client (one session: its temporary tables) serves the store; the lock lets a
+        # background writer share it.
+        self.lock = threading.RLock()
+
+    @classmethod
+    def from_url(cls, url: str) -> ClickHouseExecutor:
+        """Connect to the store at ``url``; chdb databases are created when missing."""
+        target = parse_url(url)
+        settings = dict(ClickHouseDialect.session_settings)
+        try:
+            client = clickhouse_connect.get_client(**target.client_args, settings=settings)
+        except ClickHouseError as e:
+            raise StoreConnectionError(
+                f"cannot connect to {target.masked_url}: {_reason(e, target.secret)}"
+                + _hint(target, e)) from None
+        try:
+            check_version(client.query("SELECT version()").result_rows[0][0], target.masked_url)
+            _use_database(client, target)
+        except ClickHouseError as e:
+            client.close()
+            raise StoreConnectionError(
+                f"cannot open {target.masked_url}: {_reason(e, target.secret)}") from None
+        except BaseException:
+            client.close()
+            raise
+        return cls(client, target)
+
+    # -- statements -------------------------------------------------------------------------
+    def _error(self, e: ClickHouseError, sql: str) -> ExecutionError:
+        return ExecutionError(_reason(e), sql=sql, engine=self.engine)
+
+    def execute(self, sql: str) -> None:
+        try:
+            with self.lock:
+                self.client.command(sql)
+        except ClickHouseError as e:
+            raise self._error(e, sql) from e
+
+    def fetch(self, sql: str) -> pa.Table:
+        try:
+            with self.lock:
+                return self.client.query_arrow(sql, use_strings=True)
+        except ClickHouseError as e:
+            raise self._error(e, sql) from e
+
+    def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+        settings = {"max_block_size": batch_size}
+        with self.lock:
+            try:
+                stream = self.client.query_arrow_stream(sql, settings=settings, use_strings=True)
+                with stream:
+                    for block in stream:
+                        yield from pa.Table.from_batches([block]).to_batches(batch_size)
+            except ClickHouseError as e:
+                raise self._error(e, sql) from e
+
+    # -- staged relations -------------------------------------------------------------------
+    def stage(self, name: str, table: pa.Table) -> None:
+        table, columns = prepare(table)
+        ddl = self.dialect.render(self.ch_dialect.temporary_table_ddl(table_ref(name), columns))
+        with self.lock:
+            self.unstage(name)
+            self.execute(ddl)
+            if table.num_rows:
+                try:
+                    self.client.insert_arrow(name, table)
+                except ClickHouseError as e:
+                    raise self._error(e, f"INSERT INTO {name} FORMAT Arrow") from e
+
+    def unstage(self, name: str) -> None:
+        drop = exp.Drop(tables=[table_ref(name)], kind="TABLE", exists=True, temporary=True)
+        self.execute(self.dialect.render(drop))
+
+    # -- catalog ----------------------------------------------------------------------------
+    def tables(self) -> set[str]:
+        rows = self.fetch(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() "
+            "AND NOT is_temporary AND engine NOT LIKE '%View'")
+        return set(rows.column("name").to_pylist())
+
+    def columns(self, relation: str) -> dict[str, str]:
+        sql = ("SELECT name, type FROM system.columns WHERE database IN (currentDatabase(), '') "
+               "AND table = {relation:String} ORDER BY database = '' DESC, position")
+        try:
+            with self.lock:
+                rows = self.client.query_arrow(sql, parameters={"relation": relation})
+        except ClickHouseError as e:
+            raise self._error(e, sql) from e
+        out: dict[str, str] = {}
+        for name, typ in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist(),
+                             strict=True):
+            out.setdefault(name, typ)
+        return out
+
+    def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
+        described = self.fetch(self.dialect.render(exp.Describe(this=select.subquery()),
+                                                   pretty=False))
+        columns = [
+            (name, self.ch_dialect.column_type(name, typ, id_columns))
+            for name, typ in zip(described.column("name").to_pylist(),
+                                 described.column("type").to_pylist(), strict=True)]
+        ddl = self.ch_dialect.create_table_ddl(table_ref(table), columns, id_columns)
+        self.execute(self.dialect.render(ddl))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        # ClickHouse has no multi-statement transactions; each INSERT ... SELECT is one block
+        # write. The lock keeps a background writer's statements from interleaving.
+        with self.lock:
+            yield
+
+    def close(self) -> None:
+        with contextlib.suppress(ClickHouseError):
+            self.client.close()
+
+
+#: Writes supersede and hard-delete through lightweight UPDATE (patch parts): 25.7 and later.
+MIN_VERSION = (25, 7)
+
+
+def check_version(version: str, masked_url: str) -> None:
+    """Refuse servers older than :data:`MIN_VERSION`, naming the version and the fix."""
+    try:
+        found = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return  # an unusual build string: let the statements speak for themselves
+    if found < MIN_VERSION:
+        need = ".".join(map(str, MIN_VERSION))
+        raise StoreConnectionError(
+            f"cannot use {masked_url}: ClickHouse {version} is older than {need}, which "
+            "metaxy-sql needs for lightweight UPDATE and DELETE (patch parts); upgrade the "
+            "server")
+
+
+def _use_database(client: Any, target: Target) -> None:
+    quoted = exp.to_identifier(target.database, quoted=True).sql("clickhouse")
+    try:
+        if target.embedded:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {quoted}")
+        found = client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
+                             parameters={"db": target.database}).result_rows[0][0]
+    except ClickHouseError as e:
+        raise StoreConnectionError(
+            f"cannot open {target.masked_url}: {_reason(e, target.secret)}") from None
+    if not found:
+        raise StoreConnectionError(
+            f"cannot open {target.masked_url}: database {target.database!r} does not exist on "
+            f"the server; create it with CREATE DATABASE {quoted}")
+    client.database = target.database
+
+
+#: Authentication failures: AUTHENTICATION_FAILED (516) on current servers, WRONG_PASSWORD
+#: (193) and UNKNOWN_USER (192) on old ones; HTTP answers them with status 401.
+_AUTH_FAILED = ("AUTHENTICATION_FAILED", "Code: 516", "Code: 193", "Code: 192",
+                "HTTP status 401")
+
+
+def _hint(target: Target, e: ClickHouseError) -> str:
+    text = str(e)
+    if any(marker in text for marker in _AUTH_FAILED):
+        return "; check the user name and password in the URL"
+    if "already initialized with path" in text:
+        return ("; chdb opens one data path per process: close the other chdb stores first "
+                "(or use the same path with another ?database=)")
+    if target.embedded:
+        return ""
+    if "server response" in text:  # it answered, but refused the driver's first queries
+        need = ".".join(map(str, MIN_VERSION))
+        return (f"; the server answered but refused the client's first query: metaxy-sql "
+                f"needs ClickHouse {need} or newer")
+    return "; is the server running and reachable on that host and port?"

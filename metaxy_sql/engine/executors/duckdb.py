@@ -1,0 +1,112 @@
+"""DuckDB executor: an embedded database file (or memory), Arrow zero-copy both ways."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from metaxy_sql.compile.builder import table_ref
+from metaxy_sql.compile.dialects.base import Dialect
+from metaxy_sql.compile.dialects.duckdb import DuckDBDialect
+from metaxy_sql.errors import ExecutionError, StoreConnectionError
+
+
+class DuckDBExecutor:
+    engine = "duckdb"
+
+    def __init__(self, path: str) -> None:
+        self.dialect: Dialect = DuckDBDialect()
+        self.url = "duckdb://:memory:" if path == ":memory:" else f"duckdb:///{path}"
+        if path != ":memory:":
+            parent = Path(path).parent
+            if not parent.exists():
+                raise StoreConnectionError(
+                    f"cannot open {self.url}: directory {parent} does not exist; create it first")
+        try:
+            self.con = duckdb.connect(path)
+        except duckdb.Error as e:
+            raise StoreConnectionError(f"cannot open {self.url}: {e}") from None
+        # One connection serves the store; the lock lets a background writer share it.
+        self.lock = threading.RLock()
+        self._staged: dict[str, pa.Table] = {}
+
+    def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
+        try:
+            with self.lock:
+                return self.con.execute(sql)
+        except duckdb.Error as e:
+            raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
+
+    def execute(self, sql: str) -> None:
+        self._run(sql)
+
+    def fetch(self, sql: str) -> pa.Table:
+        try:
+            with self.lock:
+                return self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
+
+    def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+        # A cursor (its own connection to the same database) keeps the stream alive while
+        # the store writes on the main connection; staged relations are registered on it too.
+        with self.lock:
+            cursor = self.con.cursor()
+            for name, table in self._staged.items():
+                cursor.register(name, table)
+        try:
+            reader = cursor.sql(sql).to_arrow_reader(batch_size)
+        except duckdb.Error as e:
+            cursor.close()
+            raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
+        try:
+            yield from reader
+        finally:
+            cursor.close()
+
+    def stage(self, name: str, table: pa.Table) -> None:
+        with self.lock:
+            self.con.register(name, table)
+            self._staged[name] = table
+
+    def unstage(self, name: str) -> None:
+        with self.lock, contextlib.suppress(duckdb.Error):
+            self._staged.pop(name, None)
+            self.con.unregister(name)
+
+    def tables(self) -> set[str]:
+        rows = self._run(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'").fetchall()
+        return {r[0] for r in rows}
+
+    def columns(self, relation: str) -> dict[str, str]:
+        describe = exp.Describe(this=exp.select("*").from_(table_ref(relation)))
+        rows = self._run(self.dialect.render(describe, pretty=False)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
+        ddl = exp.Create(
+            kind="TABLE", this=table_ref(table), exists=True,
+            expression=select.limit(0))
+        self.execute(self.dialect.render(ddl))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            self._run("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._run("ROLLBACK")
+                raise
+            self._run("COMMIT")
+
+    def close(self) -> None:
+        self.con.close()

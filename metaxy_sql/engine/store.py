@@ -1,0 +1,337 @@
+"""The store: one table per feature in a database addressed by URL.
+
+>>> import metaxy_sql as mx
+>>> from metaxy_sql.examples.seed import graph
+>>> with mx.connect("duckdb://:memory:", graph=graph) as store:
+...     inc = store.resolve_update("video/full", samples=[
+...         {"sample_uid": "v1", "metaxy_provenance_by_field": {"audio": "a1", "frames": "f1"}}])
+...     store.write("video/full", inc.new)
+...     store.resolve_update("transcript/whisper").counts()
+1
+{'new': 1, 'stale': 0, 'orphaned': 0}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+from sqlglot import exp
+
+from metaxy_sql.compile import builder
+from metaxy_sql.compile.planner import Catalog, tables_needing_columns, tables_read
+from metaxy_sql.compile.render import compile_resolve
+from metaxy_sql.engine import ingest
+from metaxy_sql.engine.executors.base import Executor
+from metaxy_sql.engine.increment import Increment
+from metaxy_sql.errors import ConfigError, DataError
+from metaxy_sql.model import names
+from metaxy_sql.model.graph import FeatureGraph
+from metaxy_sql.model.hashing import HashAlgorithm
+
+
+class Store:
+    """Feature tables plus resolution, on one engine. Use :func:`connect` to open one."""
+
+    def __init__(self, executor: Executor, graph: FeatureGraph,
+                 hash_algorithm: HashAlgorithm = "sha256") -> None:
+        if hash_algorithm not in ("sha256", "md5"):
+            raise ConfigError(f"hash_algorithm must be 'sha256' or 'md5', got {hash_algorithm!r}")
+        self.executor = executor
+        self.graph = graph
+        self.hash_algorithm: HashAlgorithm = hash_algorithm
+        self._last_time: dt.datetime | None = None
+
+    def with_graph(self, graph: FeatureGraph) -> Store:
+        """The same store (same connection) seen through other definitions, e.g. after a
+        code-version bump. Closing either closes both."""
+        return Store(self.executor, graph, self.hash_algorithm)
+
+    @property
+    def url(self) -> str:
+        """The store URL, password masked."""
+        return self.executor.url
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.executor.close()
+
+    # -- resolution -------------------------------------------------------------------------
+    def resolve_update(self, feature: str, samples: Any = None, *, where: str | None = None,
+                       ids: Any = None) -> Increment:
+        """The increment of ``feature``: new, stale and orphaned samples (lazy).
+
+        Args:
+            feature: feature key.
+            samples: root features only: the full current sample set, rows with the id columns
+                and ``metaxy_provenance_by_field`` (field -> provenance string). The increment
+                reads these rows until the next ``resolve_update`` of the same feature.
+            where: partial resolution: a predicate over the increment's id columns (the
+                parent ids of an expansion), e.g. ``"sample_uid LIKE 'v1%'"``.
+            ids: partial resolution: an explicit list of ids (scalars for one id column, else
+                dicts or tuples). The result equals the full increment filtered to the subset.
+        """
+        spec = self.graph.spec(feature)
+        if self.graph.is_root(feature):
+            if samples is None:
+                raise DataError(
+                    f"feature {feature!r} is a root feature: pass samples=[{{...}}] with "
+                    f"{list(spec.id_columns)} and {names.PROVENANCE_BY_FIELD} for every sample")
+            table = ingest.to_arrow(samples, feature=feature)
+            ingest.check_ids(table, feature, spec.id_columns, unique=True)
+            self._require_by_field(table, feature)
+            ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD,
+                                  self.graph.field_keys(feature), complete=True)
+            table = table.select([*spec.id_columns, names.PROVENANCE_BY_FIELD])
+            self.executor.stage(names.samples(feature), table)
+        elif samples is not None:
+            raise DataError(
+                f"feature {feature!r} has upstream features; its samples come from them. "
+                "Call resolve_update without samples=")
+        sql, statement = compile_resolve(self.graph, feature, self.executor.dialect,
+                                         self.hash_algorithm, self.catalog(feature),
+                                         where=where, ids=ids)
+        return Increment(feature, statement, sql, spec.id_columns, self.executor,
+                         carried=tuple(t for d in spec.deps for _, t in d.carried()))
+
+    def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog:
+        """What the resolve of ``feature`` reads, as stored now: which of its tables exist
+        and the columns of those whose columns matter (see ``planner.tables_needing_columns``).
+        ``tables``: the store's tables, when the caller already listed them."""
+        present = self.executor.tables() if tables is None else tables
+        existing = frozenset(tables_read(self.graph, feature)) & frozenset(present)
+        needed = tables_needing_columns(self.graph, feature,
+                                        self.executor.dialect.derives_field_columns)
+        return Catalog(existing, {t: frozenset(self.executor.columns(t))
+                                  for t in needed if t in existing})
+
+    # -- writes -----------------------------------------------------------------------------
+    def write(self, feature: str, data: Any) -> int:
+        """Append rows to ``feature``; hashes are computed in the engine. Returns rows written.
+
+        Rows need the id columns and ``metaxy_provenance_by_field`` (rows of an increment carry
+        it). A writer may add ``metaxy_data_version_by_field`` to override the data version of
+        some fields (e.g. a content hash), which stops propagation when the output is unchanged.
+        """
+        spec = self.graph.spec(feature)
+        table = ingest.split_system_columns(ingest.to_arrow(data, feature=feature), feature)
+        ingest.check_ids(table, feature, spec.id_columns, unique=True)
+        self._require_by_field(table, feature)
+        fields = self.graph.field_keys(feature)
+        ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD, fields, complete=True)
+        has_dv = names.DATA_VERSION_BY_FIELD in table.column_names
+        if has_dv:
+            ingest.check_by_field(table, feature, names.DATA_VERSION_BY_FIELD, fields,
+                                  complete=False)
+        self._check_user_columns(feature, table)
+        if table.num_rows == 0:
+            return 0
+        user_columns = [c for c in table.column_names
+                        if c not in spec.id_columns and c not in ingest.ACCEPTED_SYSTEM_COLUMNS]
+        d = self.executor.dialect
+        select = builder.write_select(
+            d, staged=names.staged(feature), id_columns=spec.id_columns,
+            user_columns=user_columns, field_keys=fields, has_data_version=has_dv,
+            feature_version=self.graph.feature_version(feature), created_at=self._now(),
+            algorithm=self.hash_algorithm)
+        columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
+        with self.executor.transaction(), self._staged(feature, table):
+            self._ensure_table(feature, select, user_columns)
+            self._supersede(feature, after_insert=False)
+            self.executor.execute(d.render(builder.insert(
+                names.table(feature), columns, self._pending(feature, select))))
+            self._supersede(feature, after_insert=True)
+        return int(table.num_rows)
+
+    def delete(self, feature: str, ids: Any, *, hard: bool = False) -> int:
+        """Delete samples by id (anything ``write`` accepts; only id columns are read).
+
+        Soft by default: a tombstone hides the samples from the latest state and keeps their
+        history. ``hard=True`` removes every row of those ids, history included.
+        """
+        spec = self.graph.spec(feature)
+        table = ingest.to_arrow(ids, feature=feature)
+        ingest.check_ids(table, feature, spec.id_columns, unique=False)
+        table = table.select(list(spec.id_columns))
+        if table.num_rows == 0 or names.table(feature) not in self.executor.tables():
+            return 0
+        d = self.executor.dialect
+        with self.executor.transaction(), self._staged(feature, table):
+            if hard:
+                stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
+                                                spec.id_columns, dialect=d)
+            else:
+                self._supersede(feature, after_insert=False)
+                stmt = builder.insert(
+                    names.table(feature),
+                    [*spec.id_columns, names.CREATED_AT, names.DELETED, names.SUPERSEDED],
+                    self._pending(feature, builder.tombstones_select(
+                        d, names.staged(feature), spec.id_columns, self._now())))
+            self.executor.execute(d.render(stmt))
+            if not hard:
+                self._supersede(feature, after_insert=True)
+        return int(table.num_rows)
+
+    # -- reads ------------------------------------------------------------------------------
+    def read(self, feature: str, *, history: bool = False) -> pa.Table:
+        """Latest state of ``feature`` (one live row per id); ``history=True``: every row."""
+        spec = self.graph.spec(feature)
+        table = names.table(feature)
+        if table not in self.executor.tables():
+            return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
+        if history:
+            query = builder.read_history(table, spec.id_columns)
+        else:
+            columns = [c for c in self.executor.columns(table)
+                       if c not in spec.id_columns and not names.is_per_field_column(c)
+                       and c not in (names.DELETED, names.SUPERSEDED)]
+            query = builder.read_latest(table, spec.id_columns, columns)
+        return self.executor.fetch(self.executor.dialect.render(query))
+
+    def count(self, feature: str) -> int:
+        """Number of live samples of ``feature`` (latest state), counted in the engine."""
+        spec = self.graph.spec(feature)
+        if names.table(feature) not in self.executor.tables():
+            return 0
+        query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, []))
+        return int(self.executor.fetch(self.executor.dialect.render(query)).column(0)[0].as_py())
+
+    def drop(self, feature: str) -> None:
+        """Drop the table of ``feature`` with all its history. Irreversible."""
+        self.graph.spec(feature)
+        self.executor.execute(self.executor.dialect.render(builder.drop_table(names.table(feature))))
+
+    def render(self, feature: str) -> str:
+        """The resolve SQL of ``feature`` as this store would run it."""
+        return compile_resolve(self.graph, feature, self.executor.dialect, self.hash_algorithm,
+                               self.catalog(feature))[0]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _supersede(self, feature: str, *, after_insert: bool) -> None:
+        """Mark the replaced rows of the staged ids superseded: before the append in its
+        transaction, or after it where the engine has no transactions (ClickHouse)."""
+        d = self.executor.dialect
+        if d.supersede_after_insert != after_insert:
+            return
+        table, ids = names.table(feature), self.graph.spec(feature).id_columns
+        if after_insert:
+            self.executor.execute(d.render(builder.settle_superseded(
+                table, ids, d, names.staged(feature))))
+            return
+        lock = d.write_lock(table)
+        if lock is not None:
+            self.executor.execute(d.render(lock))
+        self.executor.execute(d.render(builder.supersede(table, names.staged(feature), ids)))
+
+    def _pending(self, feature: str, select: exp.Select) -> exp.Select:
+        """Rows to append, as the engine appends them: where writes supersede after the
+        append, rows of ids already written go in pending (superseded) until settled."""
+        if not self.executor.dialect.supersede_after_insert:
+            return select
+        return builder.pending_where_written(select, names.table(feature), names.staged(feature),
+                                             self.graph.spec(feature).id_columns)
+
+    def _require_by_field(self, table: pa.Table, feature: str) -> None:
+        if names.PROVENANCE_BY_FIELD in table.column_names:
+            return
+        if self.graph.is_root(feature):
+            hint = "give each sample its field -> provenance map, e.g. {'audio': '<hash>'}"
+        else:
+            hint = (f"write rows from store.resolve_update({feature!r}).new or .stale, which "
+                    "carry the expected provenance")
+        raise DataError(f"feature {feature!r}: rows lack {names.PROVENANCE_BY_FIELD}; {hint}")
+
+    def _check_user_columns(self, feature: str, table: pa.Table) -> None:
+        declared = self.graph.user_columns(feature)
+        missing = [c for c in declared if c not in table.column_names]
+        if missing:
+            raise DataError(f"feature {feature!r}: rows lack the declared columns {missing}")
+
+    def _ensure_table(self, feature: str, select: Any, user_columns: list[str]) -> None:
+        table, d = names.table(feature), self.executor.dialect
+        created = table not in self.executor.tables()
+        if created:
+            self.executor.create_table(table, select, list(self.graph.spec(feature).id_columns))
+        existing = self.executor.columns(table)
+        new = [c for c in user_columns if c not in existing]
+        if new:
+            staged_types = self.executor.columns(names.staged(feature))
+            for c in new:
+                self.executor.execute(d.render(builder.add_column(table, c, staged_types[c], d)))
+        # Per-field derived columns: on a new table, and for fields added to the definition.
+        added = [c for c in d.derived_columns(self.graph.field_keys(feature))
+                 if c.name not in existing]
+        for column in added:
+            self.executor.execute(d.render(builder.add_derived_column(table, column, d)))
+        if added and not created and not any(names.is_per_field_column(c) for c in existing):
+            # A table written before per-field columns, when writes did not supersede yet:
+            # settle the flags of every id with more than one live row, once.
+            self.executor.execute(d.render(builder.settle_superseded(
+                table, self.graph.spec(feature).id_columns, d, None)))
+
+    def _staged(self, feature: str, table: pa.Table) -> _Staged:
+        return _Staged(self.executor, names.staged(feature), table)
+
+    def _now(self) -> str:
+        """UTC write time, strictly increasing within this store."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if self._last_time is not None and now <= self._last_time:
+            now = self._last_time + dt.timedelta(microseconds=1)
+        self._last_time = now
+        return now.isoformat(sep=" ", timespec="microseconds")
+
+
+class _Staged:
+    def __init__(self, executor: Executor, name: str, table: pa.Table) -> None:
+        self.executor, self.name, self.table = executor, name, table
+
+    def __enter__(self) -> None:
+        self.executor.stage(self.name, self.table)
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.unstage(self.name)
+
+
+def _open_executor(url: str) -> Executor:
+    scheme = urlsplit(url).scheme
+    if scheme == "duckdb":
+        from metaxy_sql.engine.executors.duckdb import DuckDBExecutor
+
+        rest = url[len("duckdb://"):]
+        if rest in (":memory:", "/:memory:", ""):
+            return DuckDBExecutor(":memory:")
+        if not rest.startswith("/"):
+            raise ConfigError(f"store URL {url!r}: use duckdb:///path/to/file.db (three slashes "
+                              "and a path) or duckdb://:memory:")
+        return DuckDBExecutor(rest[1:])  # duckdb:///rel.db -> rel.db; duckdb:////abs.db
+    if scheme in ("clickhouse", "clickhouses", "chdb"):
+        from metaxy_sql.engine.executors.clickhouse import ClickHouseExecutor
+
+        return ClickHouseExecutor.from_url(url)
+    if scheme in ("postgresql", "postgres"):
+        from metaxy_sql.engine.executors.postgres import PostgresExecutor
+
+        return PostgresExecutor.from_url(url)
+    raise ConfigError(
+        f"store URL {url!r}: unsupported scheme {scheme!r}; use duckdb:///path.db, "
+        "duckdb://:memory:, clickhouse://host:8123/db, chdb:///abs/path or "
+        "postgresql://user@host/db")
+
+
+def connect(url: str, graph: FeatureGraph, *, hash_algorithm: HashAlgorithm = "sha256") -> Store:
+    """Open the store at ``url`` for the features of ``graph``.
+
+    URLs: ``duckdb:///relative/or/absolute/path.db``... see the README's store table.
+    """
+    if not isinstance(graph, FeatureGraph):
+        raise ConfigError("connect(url, graph=...) needs a FeatureGraph")
+    return Store(_open_executor(url), graph, hash_algorithm)
