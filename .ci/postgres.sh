@@ -2,6 +2,7 @@
 # Start a local PostgreSQL server for metaxy-sql tests and print its URL.
 #
 #   export METAXY_SQL_POSTGRES_URL=$(bash .ci/postgres.sh | tail -1)
+#   bash .ci/postgres.sh drop     # drop database $METAXY_PG_DB (what .ci/run does at exit)
 #
 # For a Debian/Ubuntu machine without Docker or systemd (run as root, or with
 # passwordless sudo). Steps, each skipped when already done (second run ~1 s):
@@ -9,13 +10,14 @@
 #   2. pick a cluster (an online one if any, else the newest), create one if none;
 #      if it is down: listen on 127.0.0.1 only, port 5432 or the next free one;
 #      start it with pg_ctlcluster (works without systemd);
-#   3. create/refresh role $METAXY_PG_ROLE (password $METAXY_PG_PASSWORD) and drop +
-#      recreate database $METAXY_PG_DB (UTF8, LC_COLLATE C = byte order);
+#   3. create role $METAXY_PG_ROLE (password $METAXY_PG_PASSWORD) if it does not exist, and
+#      database $METAXY_PG_DB (UTF8, LC_COLLATE C = byte order) if it does not exist.
+#      An existing role keeps its password and an existing database its data: nobody else's
+#      session is cut off (tests use a fresh schema each);
 #   4. check a password login over TCP and print the URL as the LAST line of stdout.
 # Everything else goes to stderr.
 # Knobs (env): METAXY_PG_ROLE=metaxy METAXY_PG_PASSWORD=metaxy METAXY_PG_DB=metaxy_test
 #              METAXY_PG_PORT=5432 (preferred port when a stopped cluster is started)
-#              METAXY_PG_KEEP_DB=1 (keep an existing database instead of recreating it)
 set -euo pipefail
 
 exec 3>&1 1>&2 # fd 3 = real stdout (only the URL goes there); everything else -> stderr
@@ -24,7 +26,8 @@ ROLE=${METAXY_PG_ROLE:-metaxy}
 PASSWORD=${METAXY_PG_PASSWORD:-metaxy}
 DB=${METAXY_PG_DB:-metaxy_test}
 PREFERRED_PORT=${METAXY_PG_PORT:-5432}
-KEEP_DB=${METAXY_PG_KEEP_DB:-0}
+MODE=${1:-start}
+[[ $MODE == start || $MODE == drop ]] || { echo "usage: $0 [start|drop]" >&2; exit 2; }
 
 log() { echo "[postgres.sh] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -142,18 +145,25 @@ fi
 # ---------------------------------------------------------------- 3. role + database
 psql_admin() { as_pg psql -X -q -v ON_ERROR_STOP=1 -p "$PORT" -d postgres "$@"; }
 
+if [[ $MODE == drop ]]; then
+  log "dropping database $DB"
+  psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+  exit 0
+fi
+
+# A role that exists keeps its password (another user of this server may rely on it).
 psql_admin <<SQL
 DO \$\$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') THEN CREATE ROLE $ROLE; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') THEN
+    CREATE ROLE $ROLE WITH LOGIN CREATEDB PASSWORD '$PASSWORD';
+  END IF;
 END \$\$;
-ALTER ROLE $ROLE WITH LOGIN CREATEDB PASSWORD '$PASSWORD';
 SQL
 
-if [[ $KEEP_DB == 1 ]] && [[ $(psql_admin -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'") == 1 ]]; then
-  log "keeping existing database $DB"
+if [[ $(psql_admin -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'") == 1 ]]; then
+  log "using existing database $DB"
 else
-  log "recreating database $DB"
-  psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+  log "creating database $DB"
   # template0 + explicit encoding/locale: independent of the cluster's defaults.
   # LC_COLLATE C: ORDER BY on text is byte order (as DuckDB/ClickHouse), and fast.
   psql_admin -c "CREATE DATABASE $DB OWNER $ROLE TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
@@ -171,7 +181,7 @@ if ! tcp_login; then
   as_root sed -i "1i host $DB $ROLE 127.0.0.1/32 scram-sha-256" "$HBA"
   psql_admin -c 'SELECT pg_reload_conf()' >/dev/null
   sleep 0.5
-  tcp_login || die "cannot log in as $ROLE over TCP to 127.0.0.1:$PORT (see $HBA)"
+  tcp_login || die "cannot log in as $ROLE over TCP to 127.0.0.1:$PORT (see $HBA); if role $ROLE already existed with another password, set METAXY_PG_PASSWORD to it or pick another METAXY_PG_ROLE"
 fi
 
 log "ready: PostgreSQL $VER ($NAME) at 127.0.0.1:$PORT, database $DB"

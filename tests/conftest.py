@@ -6,8 +6,23 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import metaxy_sql as mx
+
+# Hypothesis profiles: ``ci`` (default) is derandomized, so a CI run is reproducible; ``dev``
+# draws fewer, random examples for a quick local loop (METAXY_SQL_HYPOTHESIS_PROFILE=dev).
+# Tests that set max_examples themselves scale it with ``examples(n)``.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROFILE = os.environ.get("METAXY_SQL_HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> int:
+    """``n`` examples under the ``ci`` profile, a quarter (at least 2) under ``dev``."""
+    return n if PROFILE == "ci" else max(2, n // 4)
 
 ALL_ENGINES = ("duckdb", "clickhouse", "postgres")
 ENGINES = tuple(

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metaxy_sql.examples import seed
+from tests.conftest import examples
 from tests.pipeline import check_oracle, samples, step
 
 value = st.text(alphabet=st.sampled_from(list(":|~0123456789aZ é🎧\\'\"\n,%_")), max_size=8)
@@ -18,7 +19,7 @@ sample_sets = st.dictionaries(
 )
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=examples(12), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sample_sets)
 def test_engine_hashes_equal_oracle(make_store: Any, root: dict[str, dict[str, str]]) -> None:

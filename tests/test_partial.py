@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import metaxy_sql as mx
 from metaxy_sql.examples import lineage, seed
 from metaxy_sql.model import names
+from tests.conftest import examples
 from tests.pipeline import samples, step
 
 UIDS = [f"v{i}" for i in range(6)]
@@ -42,7 +43,7 @@ def changed_state(store: mx.Store) -> dict[str, dict[str, str]]:
 subsets = st.lists(st.sampled_from([*UIDS, "v9", "nope"]), unique=True, max_size=5)
 
 
-@settings(max_examples=8, deadline=None,
+@settings(max_examples=examples(8), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subsets, st.booleans())
 def test_partial_equals_filtered_full(make_store: Any, subset: list[str], by_where: bool) -> None:
