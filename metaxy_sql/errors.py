@@ -45,6 +45,12 @@ class ExecutionError(MetaxySqlError):
         self.reason = message
 
 
+class WriteConflictError(ExecutionError):
+    """A concurrent writer of the same table committed first (an engine with optimistic
+    concurrency, e.g. DuckDB); the store retries the write, and raises this when it keeps
+    losing."""
+
+
 __all__ = [
     "ConfigError",
     "DataError",
@@ -54,4 +60,5 @@ __all__ = [
     "StoreConnectionError",
     "UnknownFeatureError",
     "UnsupportedByDialectError",
+    "WriteConflictError",
 ]

@@ -395,11 +395,13 @@ def write_select(
     has_data_version: bool,
     feature_version: str,
     created_at: str,
+    write_seq: int,
     algorithm: HashAlgorithm,
 ) -> exp.Select:
     """Rows to append to a feature table, with every hash computed in the engine.
 
     The data version of a field is the writer's override when given, else its provenance.
+    ``write_seq``: the write's position in the table's write order (``metaxy_write_seq``).
     """
     passthrough = [col(c) for c in (*id_columns, *user_columns)]
     per_field: list[exp.Expr] = []
@@ -422,7 +424,13 @@ def write_select(
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.false(), names.DELETED, quoted=True),
         exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
+        exp.alias_(write_seq_literal(d, write_seq), names.WRITE_SEQ, quoted=True),
     ).from_(inner.subquery(staged, copy=False))
+
+
+def write_seq_literal(d: Dialect, write_seq: int) -> exp.Expr:
+    """A write position, typed (an untyped literal would create a 32-bit column)."""
+    return exp.Cast(this=exp.Literal.number(write_seq), to=d.type_(d.write_seq_type))
 
 
 def insert(table: str, columns: Sequence[str], select: exp.Select) -> exp.Insert:
@@ -431,14 +439,67 @@ def insert(table: str, columns: Sequence[str], select: exp.Select) -> exp.Insert
 
 
 def tombstones_select(d: Dialect, staged: str, id_columns: Sequence[str],
-                      created_at: str) -> exp.Select:
-    """One soft-delete tombstone per distinct id in ``staged``."""
+                      created_at: str, write_seq: int) -> exp.Select:
+    """One soft-delete tombstone per distinct id in ``staged``, at position ``write_seq``."""
     return exp.select(
         *[col(c) for c in id_columns],
         exp.alias_(d.timestamp_literal(created_at), names.CREATED_AT, quoted=True),
         exp.alias_(exp.true(), names.DELETED, quoted=True),
         exp.alias_(exp.false(), names.SUPERSEDED, quoted=True),
+        exp.alias_(write_seq_literal(d, write_seq), names.WRITE_SEQ, quoted=True),
     ).from_(table_ref(staged)).distinct()
+
+
+# -- write order ------------------------------------------------------------------------------
+_TABLE_NAME = "table_name"
+
+
+def write_order_ddl(d: Dialect) -> exp.Expr:
+    """``CREATE TABLE IF NOT EXISTS`` of the write-order table: one counter row per feature
+    table (keyed by its name), or a log of positions where ``d.write_order_log``."""
+    columns = [(_TABLE_NAME, d.text_type), (names.WRITE_SEQ, d.write_seq_type)]
+    if d.write_order_log:
+        return d.system_table_ddl(table_ref(names.WRITE_ORDER), columns, [_TABLE_NAME])
+    key = exp.ColumnDef(this=exp.to_identifier(_TABLE_NAME, quoted=True),
+                        kind=d.type_(d.text_type),
+                        constraints=[exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint())])
+    seq = exp.ColumnDef(this=exp.to_identifier(names.WRITE_SEQ, quoted=True),
+                        kind=d.type_(d.write_seq_type),
+                        constraints=[exp.ColumnConstraint(kind=exp.NotNullColumnConstraint())])
+    return exp.Create(kind="TABLE", exists=True, this=exp.Schema(
+        this=table_ref(names.WRITE_ORDER), expressions=[key, seq]))
+
+
+def next_write_seq(table: str) -> exp.Insert:
+    """Take the next position of ``table`` from its counter row, returning it (the row stays
+    locked until the write's transaction ends)."""
+    counter = col(names.WRITE_SEQ, names.WRITE_ORDER)
+    insert = exp.insert(exp.values([(lit(table), exp.Literal.number(1))]),
+                        table_ref(names.WRITE_ORDER),
+                        columns=[exp.to_identifier(c, quoted=True)
+                                 for c in (_TABLE_NAME, names.WRITE_SEQ)])
+    insert.set("conflict", exp.OnConflict(
+        conflict_keys=[exp.to_identifier(_TABLE_NAME, quoted=True)], action=exp.var("DO UPDATE"),
+        expressions=[exp.EQ(this=col(names.WRITE_SEQ), expression=exp.Add(
+            this=counter, expression=exp.Literal.number(1)))]))
+    insert.set("returning", exp.Returning(expressions=[col(names.WRITE_SEQ)]))
+    return insert
+
+
+def last_logged_write_seq(table: str) -> exp.Select:
+    """The greatest position logged for ``table`` (0 when none), where positions are a log."""
+    return exp.select(exp.Coalesce(
+        this=exp.Max(this=col(names.WRITE_SEQ)), expressions=[exp.Literal.number(0)])).from_(
+        table_ref(names.WRITE_ORDER)).where(exp.EQ(this=col(_TABLE_NAME), expression=lit(table)))
+
+
+def log_write_seq(d: Dialect, table: str, write_seq: int) -> exp.Insert:
+    """Append position ``write_seq`` of ``table`` to the write-order log."""
+    return exp.insert(
+        exp.select(exp.alias_(lit(table), _TABLE_NAME, quoted=True),
+                   exp.alias_(write_seq_literal(d, write_seq), names.WRITE_SEQ, quoted=True)),
+        table_ref(names.WRITE_ORDER),
+        columns=[exp.to_identifier(c, quoted=True) for c in (_TABLE_NAME, names.WRITE_SEQ)])
 
 
 def pending_where_written(select: exp.Select, table: str, staged: str,
@@ -477,8 +538,10 @@ def settle_superseded(table: str, id_columns: Sequence[str], d: Dialect,
     reader sees each id before or after the write, never both; a crash between the two
     statements leaves those rows unseen, as a rollback would.
 
-    The newest row per id is the first in ``metaxy_created_at``, tombstone, data version and
-    then ``Dialect.insert_order`` (a total order), all descending, over every row of the id.
+    The newest row per id is the first in write order: ``metaxy_write_seq``, then
+    ``Dialect.insert_order`` (two concurrent writes may share a position), all descending,
+    over every row of the id; writer clocks never decide. Rows written before positions
+    existed (position 0) fall back to ``metaxy_created_at``, tombstone and data version.
     Only rows whose flag is wrong are updated. Concurrent writers of the same ids converge:
     each run computes the same answer from all rows present.
 
@@ -494,8 +557,8 @@ def settle_superseded(table: str, id_columns: Sequence[str], d: Dialect,
                  .having(exp.GT(this=exp.Count(this=exp.Star()),
                                 expression=exp.Literal.number(1))))
     in_scope = ids_in(id_columns, scope)
-    order = [*[col(c) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)],
-             *d.insert_order()]
+    order = [col(names.WRITE_SEQ), *d.insert_order(),
+             *[col(c) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)]]
     row = exp.Tuple(expressions=[*[c.copy() for c in ids], *[c.copy() for c in order]])
     newest = d.latest_per_id(table_ref(table), ids, [e.copy() for e in row.expressions],
                              [d.order_desc(c.copy()) for c in order]).where(in_scope.copy())
@@ -521,20 +584,25 @@ def read_latest(table: str, id_columns: Sequence[str], columns: Sequence[str]) -
         *[col(c) for c in id_columns])
 
 
-def read_history(table: str, id_columns: Sequence[str]) -> exp.Select:
-    """Every row ever written (tombstones included), oldest first per id."""
+def read_history(table: str, id_columns: Sequence[str],
+                 d: Dialect | None = None) -> exp.Select:
+    """Every row ever written (tombstones included), per id in write order (oldest first)."""
+    tie_break = d.insert_order() if d is not None else []
     return exp.select(exp.Star()).from_(table_ref(table)).order_by(
-        *[col(c) for c in id_columns], col(names.CREATED_AT))
+        *[col(c) for c in id_columns], col(names.WRITE_SEQ), *tie_break, col(names.CREATED_AT))
 
 
-def add_column(table: str, column: str, sql_type: str, d: Dialect) -> exp.Alter:
+def add_column(table: str, column: str, sql_type: str, d: Dialect,
+               default: int | None = None) -> exp.Alter:
     """Add a user column first seen in a later write (``IF NOT EXISTS``: a concurrent writer
-    may add it first)."""
+    may add it first); ``default``: the value existing rows get."""
+    constraints = ([] if default is None else [exp.ColumnConstraint(
+        kind=exp.DefaultColumnConstraint(this=exp.Literal.number(default)))])
     return exp.Alter(
         this=table_ref(table), kind="TABLE",
         actions=[exp.ColumnDef(this=exp.to_identifier(column, quoted=True),
                                kind=exp.DataType.build(sql_type, dialect=d.sqlglot_dialect),
-                               exists=True)])
+                               exists=True, constraints=constraints)])
 
 
 def add_derived_column(table: str, column: DerivedColumn, d: Dialect) -> exp.Alter:

@@ -31,6 +31,7 @@ def table_columns(graph: FeatureGraph, key: str, d: Dialect) -> list[tuple[str, 
         names.DATA_VERSION_BY_FIELD: d.map_type, names.DATA_VERSION: d.text_type,
         names.FEATURE_VERSION: d.text_type, names.CREATED_AT: d.timestamp_type,
         names.DELETED: d.bool_type, names.SUPERSEDED: d.bool_type,
+        names.WRITE_SEQ: d.write_seq_type,
     }
     return columns + [(c, system[c]) for c in names.SYSTEM_COLUMNS]
 

@@ -21,7 +21,7 @@ ACCEPTED_SYSTEM_COLUMNS = (names.PROVENANCE_BY_FIELD, names.DATA_VERSION_BY_FIEL
 #: Columns recomputed by the engine (or increment-only) and therefore dropped on write.
 DROPPED_SYSTEM_COLUMNS = (
     names.PROVENANCE, names.DATA_VERSION, names.FEATURE_VERSION, names.CREATED_AT,
-    names.DELETED, *names.INCREMENT_ONLY_COLUMNS,
+    names.DELETED, names.WRITE_SEQ, *names.INCREMENT_ONLY_COLUMNS,
 )
 
 

@@ -14,6 +14,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import random
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,13 +28,16 @@ from sqlglot import exp
 from metaxy_sql.compile import builder
 from metaxy_sql.compile.planner import Catalog, tables_needing_columns, tables_read
 from metaxy_sql.compile.render import compile_resolve
-from metaxy_sql.engine import ingest
+from metaxy_sql.engine import ingest, write_order
 from metaxy_sql.engine.executors.base import Executor
 from metaxy_sql.engine.increment import Increment
-from metaxy_sql.errors import ConfigError, DataError
+from metaxy_sql.errors import ConfigError, DataError, WriteConflictError
 from metaxy_sql.model import names
 from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.model.hashing import HashAlgorithm
+
+#: Times a write is tried when concurrent writers keep making it conflict (DuckDB).
+WRITE_ATTEMPTS = 30
 
 
 class Store:
@@ -138,18 +145,27 @@ class Store:
         user_columns = [c for c in table.column_names
                         if c not in spec.id_columns and c not in ingest.ACCEPTED_SYSTEM_COLUMNS]
         d = self.executor.dialect
-        select = builder.write_select(
-            d, staged=names.staged(feature), id_columns=spec.id_columns,
-            user_columns=user_columns, field_keys=fields, has_data_version=has_dv,
-            feature_version=self.graph.feature_version(feature), created_at=self._now(),
-            algorithm=self.hash_algorithm)
+
+        def select(write_seq: int, created_at: str) -> exp.Select:
+            return builder.write_select(
+                d, staged=names.staged(feature), id_columns=spec.id_columns,
+                user_columns=user_columns, field_keys=fields, has_data_version=has_dv,
+                feature_version=self.graph.feature_version(feature), created_at=created_at,
+                write_seq=write_seq, algorithm=self.hash_algorithm)
+
         columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
-        with self.executor.transaction(), self._staged(feature, table):
-            self._ensure_table(feature, select, user_columns)
-            self._supersede(feature, after_insert=False)
-            self.executor.execute(d.render(builder.insert(
-                names.table(feature), columns, self._pending(feature, select))))
-            self._supersede(feature, after_insert=True)
+
+        def attempt() -> None:
+            with self.executor.transaction(), self._staged(feature, table):
+                self._ensure_table(feature, select(0, self._now()), user_columns)
+                position = self._begin_write(feature)
+                self._supersede(feature, after_insert=False)
+                self.executor.execute(d.render(builder.insert(
+                    names.table(feature), columns,
+                    self._pending(feature, select(position, self._now())))))
+                self._supersede(feature, after_insert=True)
+
+        self._retrying(attempt)
         return int(table.num_rows)
 
     def delete(self, feature: str, ids: Any, *, hard: bool = False) -> int:
@@ -165,20 +181,27 @@ class Store:
         if table.num_rows == 0 or names.table(feature) not in self.executor.tables():
             return 0
         d = self.executor.dialect
-        with self.executor.transaction(), self._staged(feature, table):
-            if hard:
-                stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
-                                                spec.id_columns, dialect=d)
-            else:
-                self._supersede(feature, after_insert=False)
-                stmt = builder.insert(
-                    names.table(feature),
-                    [*spec.id_columns, names.CREATED_AT, names.DELETED, names.SUPERSEDED],
-                    self._pending(feature, builder.tombstones_select(
-                        d, names.staged(feature), spec.id_columns, self._now())))
-            self.executor.execute(d.render(stmt))
-            if not hard:
-                self._supersede(feature, after_insert=True)
+
+        def attempt() -> None:
+            with self.executor.transaction(), self._staged(feature, table):
+                if hard:
+                    stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
+                                                    spec.id_columns, dialect=d)
+                else:
+                    self._ensure_write_seq_column(feature)
+                    position = self._begin_write(feature)
+                    self._supersede(feature, after_insert=False)
+                    stmt = builder.insert(
+                        names.table(feature),
+                        [*spec.id_columns, names.CREATED_AT, names.DELETED, names.SUPERSEDED,
+                         names.WRITE_SEQ],
+                        self._pending(feature, builder.tombstones_select(
+                            d, names.staged(feature), spec.id_columns, self._now(), position)))
+                self.executor.execute(d.render(stmt))
+                if not hard:
+                    self._supersede(feature, after_insert=True)
+
+        self._retrying(attempt)
         return int(table.num_rows)
 
     # -- reads ------------------------------------------------------------------------------
@@ -189,13 +212,14 @@ class Store:
         if table not in self.executor.tables():
             return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
         if history:
-            query = builder.read_history(table, spec.id_columns)
+            query = builder.read_history(table, spec.id_columns, self.executor.dialect)
         else:
             columns = [c for c in self.executor.columns(table)
                        if c not in spec.id_columns and not names.is_per_field_column(c)
-                       and c not in (names.DELETED, names.SUPERSEDED)]
+                       and c not in (names.DELETED, names.SUPERSEDED, names.WRITE_SEQ)]
             query = builder.read_latest(table, spec.id_columns, columns)
-        return self.executor.fetch(self.executor.dialect.render(query))
+        return _naive_utc(self.executor.fetch(self.executor.dialect.render(query)),
+                          names.CREATED_AT)
 
     def count(self, feature: str) -> int:
         """Number of live samples of ``feature`` (latest state), counted in the engine."""
@@ -216,6 +240,26 @@ class Store:
                                self.catalog(feature))[0]
 
     # -- helpers ----------------------------------------------------------------------------
+    def _begin_write(self, feature: str) -> int:
+        """Serialize with the other writers of ``feature`` where the engine locks, then take
+        the write's position in the table's write order (``engine.write_order``)."""
+        d, table = self.executor.dialect, names.table(feature)
+        lock = d.write_lock(table)
+        if lock is not None:
+            self.executor.execute(d.render(lock))
+        return write_order.next_position(self.executor, table)
+
+    def _retrying(self, attempt: Callable[[], None]) -> None:
+        """Run a write transaction, again when a concurrent writer made it conflict."""
+        for n in itertools.count():
+            try:
+                attempt()
+                return
+            except WriteConflictError:
+                if n + 1 >= WRITE_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2 ** min(n, 7)))
+
     def _supersede(self, feature: str, *, after_insert: bool) -> None:
         """Mark the replaced rows of the staged ids superseded: before the append in its
         transaction, or after it where the engine has no transactions (ClickHouse)."""
@@ -227,9 +271,6 @@ class Store:
             self.executor.execute(d.render(builder.settle_superseded(
                 table, ids, d, names.staged(feature))))
             return
-        lock = d.write_lock(table)
-        if lock is not None:
-            self.executor.execute(d.render(lock))
         self.executor.execute(d.render(builder.supersede(table, names.staged(feature), ids)))
 
     def _pending(self, feature: str, select: exp.Select) -> exp.Select:
@@ -260,7 +301,13 @@ class Store:
         table, d = names.table(feature), self.executor.dialect
         created = table not in self.executor.tables()
         if created:
+            lock = d.create_lock(table)
+            if lock is not None:  # concurrent first writers take turns; later ones find it
+                self.executor.execute(d.render(lock))
+                created = table not in self.executor.tables()
+        if created:
             self.executor.create_table(table, select, list(self.graph.spec(feature).id_columns))
+        self._ensure_write_seq_column(feature)
         existing = self.executor.columns(table)
         new = [c for c in user_columns if c not in existing]
         if new:
@@ -278,6 +325,14 @@ class Store:
             self.executor.execute(d.render(builder.settle_superseded(
                 table, self.graph.spec(feature).id_columns, d, None)))
 
+    def _ensure_write_seq_column(self, feature: str) -> None:
+        """A table written before write positions existed gets the column; its rows are at
+        position 0, before every later write."""
+        table, d = names.table(feature), self.executor.dialect
+        if names.WRITE_SEQ not in self.executor.columns(table):
+            self.executor.execute(d.render(builder.add_column(
+                table, names.WRITE_SEQ, d.write_seq_type, d, default=0)))
+
     def _staged(self, feature: str, table: pa.Table) -> _Staged:
         return _Staged(self.executor, names.staged(feature), table)
 
@@ -288,6 +343,18 @@ class Store:
             now = self._last_time + dt.timedelta(microseconds=1)
         self._last_time = now
         return now.isoformat(sep=" ", timespec="microseconds")
+
+
+def _naive_utc(table: pa.Table, column: str) -> pa.Table:
+    """``column`` as naive UTC timestamps, whatever zone the engine labels it with (ClickHouse
+    reads ``DateTime64(6, 'UTC')`` back as ``timestamp[us, tz=UTC]``; the others naive)."""
+    if column not in table.column_names:
+        return table
+    typ = table.schema.field(column).type
+    if not pa.types.is_timestamp(typ) or typ.tz is None:
+        return table
+    i = table.column_names.index(column)
+    return table.set_column(i, column, table.column(i).cast(pa.timestamp(typ.unit)))
 
 
 class _Staged:

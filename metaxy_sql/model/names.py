@@ -10,10 +10,15 @@ metaxy_provenance               text             hash of the provenance map
 metaxy_data_version_by_field    map text->text   field -> data version (default: provenance)
 metaxy_data_version             text             hash of the data version map
 metaxy_feature_version          text             feature version of the definitions written
-metaxy_created_at               timestamp (UTC)  write time; latest row per id wins
+metaxy_created_at               timestamp (UTC)  writer's clock at the write; informational only
 metaxy_deleted                  boolean          soft-delete tombstone
 metaxy_superseded               boolean          a later row of the same id exists
+metaxy_write_seq                bigint           the write's position in the table's write order
 ==============================  ===============  =============================================
+
+The latest row per id is the one with the greatest ``metaxy_write_seq``: a position the store
+assigns to each write (or soft delete) of a feature table, increasing in the order writes take
+effect, whatever the writers' clocks say (see ``engine.write_order``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ FEATURE_VERSION = "metaxy_feature_version"
 CREATED_AT = "metaxy_created_at"
 DELETED = "metaxy_deleted"
 SUPERSEDED = "metaxy_superseded"
+WRITE_SEQ = "metaxy_write_seq"
 #: Increment-only columns (never stored).
 STATUS = "metaxy_status"
 CHANGED_FIELDS = "metaxy_changed_fields"
@@ -39,6 +45,7 @@ SYSTEM_COLUMNS = (
     CREATED_AT,
     DELETED,
     SUPERSEDED,
+    WRITE_SEQ,
 )
 INCREMENT_ONLY_COLUMNS = (STATUS, CHANGED_FIELDS)
 
@@ -105,6 +112,8 @@ SYSTEM_TABLE_PREFIX = "metaxy_system__"
 GRAPH_SNAPSHOTS = f"{SYSTEM_TABLE_PREFIX}graph_snapshots"
 #: Append-only log of the increment relations ``materialize`` created or dropped.
 MATERIALIZATIONS = f"{SYSTEM_TABLE_PREFIX}materializations"
+#: Write order: the last position handed out per feature table (see ``engine.write_order``).
+WRITE_ORDER = f"{SYSTEM_TABLE_PREFIX}write_order"
 #: Default suffix of a materialized increment: ``video__face_crop__increment``.
 INCREMENT_SUFFIX = "__increment"
 

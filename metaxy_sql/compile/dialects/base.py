@@ -60,6 +60,12 @@ class Dialect:
     #: with no multi-statement transactions): rows are appended superseded, then one UPDATE
     #: settles every row of the written ids (``builder.settle_superseded``).
     supersede_after_insert: bool = False
+    #: How write positions (``metaxy_write_seq``) are handed out. False: one counter row per
+    #: feature table in ``metaxy_system__write_order``, incremented inside the write's
+    #: transaction, which also makes concurrent writers of a table take turns (or conflict).
+    #: True (no transactions): positions are appended to that table as a log; two concurrent
+    #: writes may share one, and ``insert_order`` breaks the tie.
+    write_order_log: bool = False
 
     # -- types ------------------------------------------------------------------------------
     text_type = "TEXT"
@@ -67,6 +73,7 @@ class Dialect:
     timestamp_type = "TIMESTAMP"
     bool_type = "BOOLEAN"
     text_array_type = "TEXT[]"
+    write_seq_type = "BIGINT"
 
     #: Column type of a declared user or id column, by Python annotation (default: text).
     python_types: Mapping[object, str] = {
@@ -200,6 +207,11 @@ class Dialect:
     def write_lock(self, table: str) -> exp.Expr | None:
         """A statement run first in a write transaction to serialize writers of ``table``
         (superseding rows must see every row committed before it)."""
+        return None
+
+    def create_lock(self, table: str) -> exp.Expr | None:
+        """A statement run in a transaction before creating ``table``, so that concurrent first
+        writes do not race on ``CREATE TABLE IF NOT EXISTS``. None where that DDL is atomic."""
         return None
 
     def statement_settings(self) -> list[exp.Expr]:

@@ -32,6 +32,9 @@ class ClickHouseDialect(Dialect):
     timestamp_type = "DateTime64(6, 'UTC')"
     bool_type = "Bool"
     text_array_type = "Array(String)"
+    write_seq_type = "Int64"
+    # No transactions, so no counter row to lock: write positions are appended to a log.
+    write_order_log = True
     python_types = {
         str: "String", int: "Int64", float: "Float64", bool: "Bool",
         dt.datetime: "DateTime64(6, 'UTC')",
@@ -174,7 +177,7 @@ class ClickHouseDialect(Dialect):
             names.PROVENANCE_BY_FIELD: self.map_type, names.DATA_VERSION_BY_FIELD: self.map_type,
             names.PROVENANCE: self.text_type, names.DATA_VERSION: self.text_type,
             names.FEATURE_VERSION: self.text_type, names.CREATED_AT: self.timestamp_type,
-            names.DELETED: self.bool_type,
+            names.DELETED: self.bool_type, names.WRITE_SEQ: self.write_seq_type,
         }
         if column in fixed:
             return fixed[column]

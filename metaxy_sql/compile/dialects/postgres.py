@@ -6,6 +6,7 @@ same UTF-8 bytes as the oracle.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from sqlglot import exp
@@ -31,6 +32,13 @@ class PostgresDialect(Dialect):
         return exp.Command(this="LOCK", expression=exp.Var(
             this=f"TABLE {exp.to_identifier(table, quoted=True).sql('postgres')} "
             "IN SHARE ROW EXCLUSIVE MODE"))
+
+    def create_lock(self, table: str) -> exp.Expr | None:
+        # CREATE TABLE IF NOT EXISTS is not atomic: concurrent creators fail on
+        # pg_type_typname_nsp_index. A transaction-scoped advisory lock on the table's name
+        # makes them take turns; the later ones then find the table.
+        key = int.from_bytes(hashlib.sha256(table.encode()).digest()[:8], "big", signed=True)
+        return exp.select(call("pg_advisory_xact_lock", exp.Literal.number(key)))
 
     def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
         if algorithm == "md5":  # md5(text) is already lowercase hex of the text's bytes

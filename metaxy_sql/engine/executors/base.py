@@ -23,6 +23,9 @@ class Executor(Protocol):
 
     def fetch(self, sql: str) -> pa.Table: ...
 
+    def returning(self, sql: str) -> object:
+        """Run a statement that returns one value (``INSERT ... RETURNING``); return it."""
+
     def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]: ...
 
     def stage(self, name: str, table: pa.Table) -> None:

@@ -158,6 +158,10 @@ class ClickHouseExecutor:
         except ClickHouseError as e:
             raise self._error(e, sql) from e
 
+    def returning(self, sql: str) -> object:
+        # No RETURNING in ClickHouse: only SELECTs return values.
+        return self.fetch(sql).column(0)[0].as_py()
+
     def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
         settings = {"max_block_size": batch_size}
         with self.lock:

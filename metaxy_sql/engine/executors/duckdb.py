@@ -14,7 +14,7 @@ from sqlglot import exp
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.duckdb import DuckDBDialect
-from metaxy_sql.errors import ExecutionError, StoreConnectionError
+from metaxy_sql.errors import ExecutionError, StoreConnectionError, WriteConflictError
 
 
 class DuckDBExecutor:
@@ -36,22 +36,33 @@ class DuckDBExecutor:
         self.lock = threading.RLock()
         self._staged: dict[str, pa.Table] = {}
 
+    def _error(self, e: duckdb.Error, sql: str) -> ExecutionError:
+        # Optimistic concurrency: a transaction touching a row (or catalog entry) another
+        # one changed and committed meanwhile fails; the store retries the write.
+        kind = WriteConflictError if isinstance(e, duckdb.TransactionException) else ExecutionError
+        return kind(str(e).splitlines()[0], sql=sql, engine=self.engine)
+
     def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
             with self.lock:
                 return self.con.execute(sql)
         except duckdb.Error as e:
-            raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
+            raise self._error(e, sql) from e
 
     def execute(self, sql: str) -> None:
         self._run(sql)
+
+    def returning(self, sql: str) -> object:
+        with self.lock:
+            row = self._run(sql).fetchone()
+        return row[0] if row else None
 
     def fetch(self, sql: str) -> pa.Table:
         try:
             with self.lock:
                 return self.con.sql(sql).to_arrow_table()
         except duckdb.Error as e:
-            raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
+            raise self._error(e, sql) from e
 
     def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
         # A cursor (its own connection to the same database) keeps the stream alive while
@@ -106,7 +117,13 @@ class DuckDBExecutor:
             except BaseException:
                 self._run("ROLLBACK")
                 raise
-            self._run("COMMIT")
+            try:
+                self._run("COMMIT")
+            except ExecutionError:
+                # A conflict found at commit: make sure the transaction is gone before a retry.
+                with contextlib.suppress(duckdb.Error):
+                    self.con.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self.con.close()

@@ -138,6 +138,9 @@ class PostgresExecutor:
         with self.lock, self._errors(sql):
             self.conn.execute(sql, params or None)
 
+    def returning(self, sql: str) -> object:
+        return self._scalar(sql)
+
     def _scalar(self, sql: str, *params: object) -> object:
         with self.lock, self._errors(sql):
             row = self.conn.execute(sql, params or None).fetchone()
