@@ -185,3 +185,24 @@ def test_write_time_and_position_read_back_with_one_type_on_every_engine(
     history = store.read(ROOT, history=True)
     assert history.schema.field(names.WRITE_SEQ).type == pa.int64()
     assert names.WRITE_SEQ not in store.read(ROOT).column_names
+
+
+def test_a_table_written_before_write_positions_gets_them_and_later_writes_win(
+        open_store: Opener) -> None:
+    from sqlglot import exp
+
+    from metaxy_sql.compile.builder import table_ref
+
+    old = skew(open_store(), +3600.0)  # its rows carry a clock far ahead
+    old.write(ROOT, rows({"v1": "old", "v2": "old"}))
+    d = old.executor.dialect
+    old.executor.execute(d.render(exp.Alter(  # as written before positions existed
+        this=table_ref(names.table(ROOT)), kind="TABLE",
+        actions=[exp.Drop(tables=[exp.column(names.WRITE_SEQ, quoted=True)],
+                          kind="COLUMN")])))
+    new = open_store()
+    new.write(ROOT, rows({"v1": "new"}))
+    new.delete(ROOT, [{"sample_uid": "v2"}])
+    assert live(old) == live(new) == {"v1": "new"}
+    positions = [r[names.WRITE_SEQ] for r in history_of(new, "v1")]
+    assert positions[0] == 0 and positions[1] > 0
