@@ -307,8 +307,8 @@ class Store:
                 created = table not in self.executor.tables()
         if created:
             self.executor.create_table(table, select, list(self.graph.spec(feature).id_columns))
-        self._ensure_write_seq_column(feature)
         existing = self.executor.columns(table)
+        self._ensure_write_seq_column(feature, existing)
         new = [c for c in user_columns if c not in existing]
         if new:
             staged_types = self.executor.columns(names.staged(feature))
@@ -325,11 +325,14 @@ class Store:
             self.executor.execute(d.render(builder.settle_superseded(
                 table, self.graph.spec(feature).id_columns, d, None)))
 
-    def _ensure_write_seq_column(self, feature: str) -> None:
+    def _ensure_write_seq_column(self, feature: str,
+                                 existing: dict[str, str] | None = None) -> None:
         """A table written before write positions existed gets the column; its rows are at
-        position 0, before every later write."""
+        position 0, before every later write. ``existing``: the table's columns, if known."""
         table, d = names.table(feature), self.executor.dialect
-        if names.WRITE_SEQ not in self.executor.columns(table):
+        if existing is None:
+            existing = self.executor.columns(table)
+        if names.WRITE_SEQ not in existing:
             self.executor.execute(d.render(builder.add_column(
                 table, names.WRITE_SEQ, d.write_seq_type, d, default=0)))
 
