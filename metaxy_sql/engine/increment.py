@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
 from metaxy_sql.compile import builder
+from metaxy_sql.engine import frames
 from metaxy_sql.model import names
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ class IncrementPart:
     _executor: Executor = field(repr=False)
     fetched: int = 0
     fetched_changed_fields: dict[str, int] = field(default_factory=dict)
+    #: Map column -> its keys (the feature's field keys): the maps ``to_polars`` makes structs.
+    map_keys: frames.MapKeys = field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def query(self) -> exp.Select:
@@ -75,6 +79,52 @@ class IncrementPart:
         rows: list[dict[str, object]] = self.to_arrow().to_pylist()
         return rows
 
+    def to_polars(self, *, lazy: bool = False, batch_size: int = 65536) -> Any:
+        """This category's rows as polars (needs ``polars``).
+
+        ``lazy=False``: an eager ``polars.DataFrame``, fetched now (one query). ``lazy=True``:
+        a ``polars.LazyFrame`` that runs the query when collected and streams its Arrow
+        batches (``batch_size`` rows) through polars; each ``collect`` runs it anew. Either
+        way ``metaxy_provenance_by_field`` is a ``Struct`` with one ``String`` field per field
+        key of the feature (other map columns: ``List(Struct{key, value})``), and the frame
+        writes back with ``store.write`` as it is.
+
+        Raises:
+            ConfigError: polars is not installed.
+            ExecutionError: the engine failed to run the query.
+        """
+        if not lazy:
+            return frames.to_polars(self.to_arrow(), self.map_keys)
+        return frames.lazy_polars(self.arrow_schema, lambda: self.iter_batches(batch_size),
+                                  self.map_keys)
+
+    def to_pandas(self) -> Any:
+        """This category's rows as an eager ``pandas.DataFrame`` (needs ``pandas``); map
+        columns (``metaxy_provenance_by_field``) hold Python dicts.
+
+        Raises:
+            ConfigError: pandas is not installed.
+            ExecutionError: the engine failed to run the query.
+        """
+        return frames.to_pandas(self.to_arrow())
+
+    def to_ibis(self) -> Any:
+        """A lazy ibis table over :attr:`sql`, on the store's own connection (needs the
+        ``ibis`` extra). Nothing runs until the ibis expression executes; filters and
+        projections added to it run in the engine. See :mod:`metaxy_sql.ext.ibis`.
+
+        Raises:
+            UnsupportedByDialectError: the engine has no ibis backend (chdb).
+            ConfigError: ibis is not installed.
+        """
+        return load_extension("ibis").table(self._executor, self.query)
+
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of this category's rows, from the engine (a query with
+        ``LIMIT 0``: no rows are read)."""
+        sql = self._executor.dialect.render(self.query.limit(0))
+        return self._executor.fetch(sql).schema
+
 
 class Increment:
     """Result of ``store.resolve_update(feature)``.
@@ -91,7 +141,7 @@ class Increment:
 
     def __init__(self, feature: str, statement: exp.Select, sql: str,
                  id_columns: tuple[str, ...], executor: Executor, *,
-                 carried: tuple[str, ...] = ()) -> None:
+                 carried: tuple[str, ...] = (), field_keys: tuple[str, ...] = ()) -> None:
         self.feature = feature
         self.statement = statement
         self._executor = executor
@@ -101,6 +151,9 @@ class Increment:
         self.stale = IncrementPart(names.STATUS_STALE, (*base, names.CHANGED_FIELDS, *carried),
                                    statement, executor)
         self.orphaned = IncrementPart(names.STATUS_ORPHANED, base, statement, executor)
+        if field_keys:
+            for part in (self.new, self.stale, self.orphaned):
+                part.map_keys = {names.PROVENANCE_BY_FIELD: field_keys}
 
     def counts(self) -> dict[str, int]:
         """``{"new": n, "stale": n, "orphaned": n}`` from one query, computed in the engine."""
@@ -116,3 +169,10 @@ class Increment:
 
     def __repr__(self) -> str:
         return f"Increment(feature={self.feature!r})"
+
+
+def load_extension(name: str) -> Any:
+    """The integration module ``metaxy_sql.ext.<name>``, loaded on first use: the bridges to
+    optional libraries live in ``ext`` (a later stage), which the core never imports when it
+    loads, so a store works without them installed."""
+    return importlib.import_module(f"metaxy_sql.ext.{name}")

@@ -17,7 +17,7 @@ import datetime as dt
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,9 +28,9 @@ from sqlglot import exp
 from metaxy_sql.compile import builder
 from metaxy_sql.compile.planner import Catalog, tables_needing_columns, tables_read
 from metaxy_sql.compile.render import compile_resolve
-from metaxy_sql.engine import ingest, write_order
+from metaxy_sql.engine import frames, ingest, write_order
 from metaxy_sql.engine.executors.base import Executor
-from metaxy_sql.engine.increment import Increment
+from metaxy_sql.engine.increment import Increment, load_extension
 from metaxy_sql.errors import ConfigError, DataError, WriteConflictError
 from metaxy_sql.model import names
 from metaxy_sql.model.graph import FeatureGraph
@@ -108,7 +108,8 @@ class Store:
                                          self.hash_algorithm, self.catalog(feature),
                                          where=where, ids=ids)
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
-                         carried=tuple(t for d in spec.deps for _, t in d.carried()))
+                         carried=tuple(t for d in spec.deps for _, t in d.carried()),
+                         field_keys=self.graph.field_keys(feature))
 
     def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog:
         """What the resolve of ``feature`` reads, as stored now: which of its tables exist
@@ -206,11 +207,64 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, feature: str, *, history: bool = False) -> pa.Table:
-        """Latest state of ``feature`` (one live row per id); ``history=True``: every row."""
+        """Latest state of ``feature`` (one live row per id); ``history=True``: every row.
+
+        Arrow; :meth:`read_polars`, :meth:`read_pandas`, :meth:`table` (ibis) and
+        :meth:`iter_batches` give the same rows in other forms."""
+        query = self._read_query(feature, history)
+        if query is None:
+            spec = self.graph.spec(feature)
+            return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
+        return _naive_utc(self.executor.fetch(self.executor.dialect.render(query)),
+                          names.CREATED_AT)
+
+    def iter_batches(self, feature: str, *, history: bool = False,
+                     batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
+        """The rows of :meth:`read` as a stream of Arrow record batches (none when the
+        feature was never written)."""
+        query = self._read_query(feature, history)
+        if query is not None:
+            yield from self.executor.batches(self.executor.dialect.render(query), batch_size)
+
+    def read_polars(self, feature: str, *, history: bool = False) -> Any:
+        """:meth:`read` as an eager ``polars.DataFrame``; the by-field maps are structs with
+        one field per field key (see :meth:`IncrementPart.to_polars`).
+
+        Raises:
+            ConfigError: polars is not installed.
+        """
+        by_field = (names.PROVENANCE_BY_FIELD, names.DATA_VERSION_BY_FIELD)
+        return frames.to_polars(self.read(feature, history=history),
+                                dict.fromkeys(by_field, self.graph.field_keys(feature)))
+
+    def read_pandas(self, feature: str, *, history: bool = False) -> Any:
+        """:meth:`read` as a ``pandas.DataFrame``; map cells are Python dicts.
+
+        Raises:
+            ConfigError: pandas is not installed.
+        """
+        return frames.to_pandas(self.read(feature, history=history))
+
+    def table(self, feature: str, *, history: bool = False) -> Any:
+        """A lazy ibis table over the query of :meth:`read`, on the store's own connection
+        (needs the ``ibis`` extra; see :mod:`metaxy_sql.ext.ibis`).
+
+        Raises:
+            DataError: ``feature`` was never written (it has no table yet).
+            UnsupportedByDialectError: the engine has no ibis backend (chdb).
+        """
+        query = self._read_query(feature, history)
+        if query is None:
+            raise DataError(f"feature {feature!r} has no table yet: write it first "
+                            f"(store.write({feature!r}, ...))")
+        return load_extension("ibis").table(self.executor, query)
+
+    def _read_query(self, feature: str, history: bool) -> exp.Select | None:
+        """The query of :meth:`read`, or None when the feature has no table."""
         spec = self.graph.spec(feature)
         table = names.table(feature)
         if table not in self.executor.tables():
-            return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
+            return None
         if history:
             query = builder.read_history(table, spec.id_columns, self.executor.dialect)
         else:
@@ -218,8 +272,7 @@ class Store:
                        if c not in spec.id_columns and not names.is_per_field_column(c)
                        and c not in (names.DELETED, names.SUPERSEDED, names.WRITE_SEQ)]
             query = builder.read_latest(table, spec.id_columns, columns)
-        return _naive_utc(self.executor.fetch(self.executor.dialect.render(query)),
-                          names.CREATED_AT)
+        return query
 
     def count(self, feature: str) -> int:
         """Number of live samples of ``feature`` (latest state), counted in the engine."""

@@ -113,6 +113,7 @@ class ClickHouseExecutor:
         self.client = client
         self.url = target.masked_url
         self.database = target.database
+        self.embedded = target.embedded  # chdb in-process (no ibis backend, one process)
         # One client (one session: its temporary tables) serves the store; the lock lets a
         # background writer share it.
         self.lock = threading.RLock()

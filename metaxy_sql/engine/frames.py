@@ -1,0 +1,118 @@
+"""Arrow results as polars and pandas frames, with maps as dicts rather than lists of pairs.
+
+Arrow's ``map<string, string>`` (``metaxy_provenance_by_field``, ``metaxy_data_version_by_field``)
+has no polars type and becomes a list of ``{key, value}`` pairs under ``pl.from_arrow``, and a
+list of tuples under ``to_pandas()``. Here:
+
+- **pandas**: every map cell is a Python ``dict`` (``to_pandas(maps_as_pydicts="strict")``).
+- **polars**: a map column whose keys are known (the feature's field keys, for the by-field
+  columns) becomes a ``Struct`` with one ``String`` field per key, in the given order (a key
+  absent from a row is null); any other map column stays a ``List(Struct{key, value})``
+  (polars has no map type, and a struct needs its keys before the first row is read).
+
+polars and pandas are optional: they are imported when a conversion is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from metaxy_sql.errors import ConfigError
+
+#: Map column -> its keys, in order (the columns converted to polars structs).
+MapKeys = Mapping[str, Sequence[str]]
+
+
+def _struct_type(value_type: pa.DataType, keys: Sequence[str]) -> pa.StructType:
+    return pa.struct([pa.field(k, value_type) for k in keys])
+
+
+def structs_from_maps(data: pa.Table, map_keys: MapKeys) -> pa.Table:
+    """``data`` with each map column named in ``map_keys`` turned into a struct of those keys
+    (columns absent or not maps are left as they are)."""
+    for name, keys in map_keys.items():
+        if name not in data.column_names or not pa.types.is_map(data.schema.field(name).type):
+            continue
+        column = data.column(name)
+        chunks = [_struct_chunk(chunk, keys) for chunk in column.chunks]
+        target = _struct_type(column.type.item_type, keys)
+        data = data.set_column(data.column_names.index(name), pa.field(name, target),
+                               pa.chunked_array(chunks, target))
+    return data
+
+
+def _struct_chunk(chunk: pa.MapArray, keys: Sequence[str]) -> pa.StructArray:
+    children = [pc.map_lookup(chunk, pa.scalar(k, chunk.type.key_type), "first") for k in keys]
+    return pa.StructArray.from_arrays(
+        children, fields=list(_struct_type(chunk.type.item_type, keys)),
+        mask=chunk.is_null())
+
+
+def arrow_schema_for_polars(schema: pa.Schema, map_keys: MapKeys) -> pa.Schema:
+    """The schema :func:`structs_from_maps` gives tables of ``schema``."""
+    for name, keys in map_keys.items():
+        i = schema.get_field_index(name)
+        if i >= 0 and pa.types.is_map(schema.field(i).type):
+            schema = schema.set(i, pa.field(name, _struct_type(schema.field(i).type.item_type,
+                                                                keys)))
+    return schema
+
+
+def _polars() -> Any:
+    try:
+        import polars as pl
+    except ImportError as e:  # pragma: no cover - depends on the installed packages
+        raise ConfigError("to_polars needs polars: pip install polars") from e
+    return pl
+
+
+def to_polars(data: pa.Table, map_keys: MapKeys) -> Any:
+    """An eager ``polars.DataFrame`` of ``data`` (maps as described in the module docstring)."""
+    return _polars().from_arrow(structs_from_maps(data, map_keys), rechunk=False)
+
+
+def lazy_polars(schema: Callable[[], pa.Schema], batches: Callable[[], Iterator[pa.RecordBatch]],
+                map_keys: MapKeys) -> Any:
+    """A ``polars.LazyFrame`` that streams ``batches()`` when collected, each time anew.
+
+    ``schema`` is called when polars needs the schema (``collect_schema``, ``collect``).
+    Projections, filters and ``head`` apply batch by batch as the rows arrive: nothing is
+    held beyond the batch being converted unless the query itself needs it (a sort, a join).
+    """
+    pl = _polars()
+    from polars.io.plugins import register_io_source
+
+    def polars_schema() -> Any:
+        empty = arrow_schema_for_polars(schema(), map_keys).empty_table()
+        return pl.from_arrow(empty).schema
+
+    def source(with_columns: list[str] | None, predicate: Any, n_rows: int | None,
+               batch_size: int | None) -> Iterator[Any]:
+        left = n_rows
+        for batch in batches():
+            if left is not None and left <= 0:
+                break
+            frame = pl.from_arrow(structs_from_maps(pa.Table.from_batches([batch]), map_keys))
+            if with_columns is not None:
+                frame = frame.select(with_columns)
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            if left is not None:
+                frame = frame.head(left)
+                left -= frame.height
+            yield frame
+
+    return register_io_source(source, schema=polars_schema)
+
+
+def to_pandas(data: pa.Table) -> Any:
+    """A ``pandas.DataFrame`` of ``data``; map cells are Python dicts."""
+    try:
+        import pandas  # noqa: F401  (to_pandas needs it; a clear error when it is missing)
+    except ImportError as e:  # pragma: no cover - depends on the installed packages
+        raise ConfigError("to_pandas needs pandas: pip install pandas") from e
+    return data.to_pandas(maps_as_pydicts="strict")
