@@ -183,3 +183,13 @@ def test_read_polars_and_pandas_are_the_latest_state(store: mx.Store) -> None:
     assert pdf[names.PROVENANCE_BY_FIELD].tolist() == [SECOND[u] for u in pdf["sample_uid"]]
     streamed = pa.Table.from_batches(list(store.iter_batches("video/full", batch_size=2)))
     assert _sorted(streamed).equals(arrow)
+
+
+def test_to_polars_lazy_collected_again_and_again(store: mx.Store) -> None:
+    """Each collect streams anew, whichever polars thread resumes the source."""
+    inc = _increment(store)
+    lf = inc.new.to_polars(lazy=True, batch_size=1)
+    want = inc.new.to_polars().sort("sample_uid")
+    for _ in range(20):
+        assert lf.collect().sort("sample_uid").equals(want)
+        assert lf.head(1).collect().height == 1

@@ -15,6 +15,8 @@ polars and pandas are optional: they are imported when a conversion is asked for
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -93,7 +95,7 @@ def lazy_polars(schema: Callable[[], pa.Schema], batches: Callable[[], Iterator[
     def source(with_columns: list[str] | None, predicate: Any, n_rows: int | None,
                batch_size: int | None) -> Iterator[Any]:
         left = n_rows
-        for batch in batches():
+        for batch in _on_one_thread(batches):
             if left is not None and left <= 0:
                 break
             frame = pl.from_arrow(structs_from_maps(pa.Table.from_batches([batch]), map_keys))
@@ -107,6 +109,55 @@ def lazy_polars(schema: Callable[[], pa.Schema], batches: Callable[[], Iterator[
             yield frame
 
     return register_io_source(source, schema=polars_schema)
+
+
+def _on_one_thread(make: Callable[[], Iterator[pa.RecordBatch]]) -> Iterator[pa.RecordBatch]:
+    """The items of ``make()``, produced on a thread of their own, at most two ahead.
+
+    polars may resume its source from different threads; an executor's stream can hold a
+    lock (ClickHouse holds its client's), which only the thread that took it may release.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((kind, value), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            stream = make()
+            try:
+                for item in stream:
+                    if not put("item", item):
+                        break
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as e:
+            put("error", e)
+        else:
+            put("end", None)
+
+    worker = threading.Thread(target=produce, name="metaxy-sql-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+    finally:
+        stop.set()
+        worker.join()
 
 
 def to_pandas(data: pa.Table) -> Any:
