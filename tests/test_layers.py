@@ -131,3 +131,20 @@ def test_the_checker_sees_a_circle_and_an_upward_import() -> None:
     finally:
         GRAPH.clear()
         GRAPH.update(saved)
+
+
+#: The only places that import by name at run time: the config file's entrypoints (user
+#: modules) and ``engine.increment.load_extension``, the one hook through which an increment
+#: or a store hands itself to an integration (``to_ibis()``), loaded on first call only.
+DYNAMIC_IMPORTS = {"metaxy_sql.model.config", "metaxy_sql.engine.increment"}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_dynamic_imports_only_through_the_extension_hook(module: str) -> None:
+    tree = ast.parse(MODULES[module].read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and getattr(n.func, "attr", getattr(n.func, "id", "")) in ("import_module",
+                                                                         "__import__")]
+    assert not calls or module in DYNAMIC_IMPORTS, (
+        f"{module} imports by name at run time; import statically (down the stages) or go "
+        "through engine.increment.load_extension")

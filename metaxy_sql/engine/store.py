@@ -215,8 +215,7 @@ class Store:
         if query is None:
             spec = self.graph.spec(feature)
             return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
-        return _naive_utc(self.executor.fetch(self.executor.dialect.render(query)),
-                          names.CREATED_AT)
+        return self.executor.fetch(self.executor.dialect.render(query))
 
     def iter_batches(self, feature: str, *, history: bool = False,
                      batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
@@ -399,18 +398,6 @@ class Store:
             now = self._last_time + dt.timedelta(microseconds=1)
         self._last_time = now
         return now.isoformat(sep=" ", timespec="microseconds")
-
-
-def _naive_utc(table: pa.Table, column: str) -> pa.Table:
-    """``column`` as naive UTC timestamps, whatever zone the engine labels it with (ClickHouse
-    reads ``DateTime64(6, 'UTC')`` back as ``timestamp[us, tz=UTC]``; the others naive)."""
-    if column not in table.column_names:
-        return table
-    typ = table.schema.field(column).type
-    if not pa.types.is_timestamp(typ) or typ.tz is None:
-        return table
-    i = table.column_names.index(column)
-    return table.set_column(i, column, table.column(i).cast(pa.timestamp(typ.unit)))
 
 
 class _Staged:

@@ -26,7 +26,7 @@ from sqlglot import exp
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.clickhouse import ClickHouseDialect
-from metaxy_sql.engine.executors.clickhouse_arrow import prepare
+from metaxy_sql.engine.executors.clickhouse_arrow import naive_write_time, prepare
 from metaxy_sql.errors import ConfigError, ExecutionError, StoreConnectionError
 
 try:
@@ -155,7 +155,7 @@ class ClickHouseExecutor:
     def fetch(self, sql: str) -> pa.Table:
         try:
             with self.lock:
-                return self.client.query_arrow(sql, use_strings=True)
+                return naive_write_time(self.client.query_arrow(sql, use_strings=True))
         except ClickHouseError as e:
             raise self._error(e, sql) from e
 
@@ -170,7 +170,8 @@ class ClickHouseExecutor:
                 stream = self.client.query_arrow_stream(sql, settings=settings, use_strings=True)
                 with stream:
                     for block in stream:
-                        yield from pa.Table.from_batches([block]).to_batches(batch_size)
+                        table = naive_write_time(pa.Table.from_batches([block]))
+                        yield from table.to_batches(batch_size)
             except ClickHouseError as e:
                 raise self._error(e, sql) from e
 

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 from metaxy_sql.compile.dialects.clickhouse import nullable
 from metaxy_sql.engine.ingest import ACCEPTED_SYSTEM_COLUMNS
 from metaxy_sql.errors import UnsupportedByDialectError
+from metaxy_sql.model import names
 
 _INTS = {8: "8", 16: "16", 32: "32", 64: "64"}
 _TIME_PRECISION = {"s": 0, "ms": 3, "us": 6, "ns": 9}
@@ -83,3 +84,16 @@ def struct_to_map(column: pa.ChunkedArray) -> pa.MapArray:
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * k)
     return pa.MapArray.from_arrays(
         offsets, keys.take(pa.array(field)), items.take(pa.array(field * n + row)))
+
+
+def naive_write_time(data: pa.Table) -> pa.Table:
+    """``metaxy_created_at`` as naive UTC ``timestamp[us]``, as the other engines return it:
+    ClickHouse reads a ``DateTime64(6, 'UTC')`` column back with the zone attached."""
+    column = names.CREATED_AT
+    if column not in data.column_names:
+        return data
+    typ = data.schema.field(column).type
+    if not pa.types.is_timestamp(typ) or typ.tz is None:
+        return data
+    i = data.column_names.index(column)
+    return data.set_column(i, column, data.column(i).cast(pa.timestamp(typ.unit)))
