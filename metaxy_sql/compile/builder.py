@@ -18,6 +18,9 @@ from metaxy_sql.model.hashing import HashAlgorithm
 
 #: Per table: the columns it has (``None``: every derived column exists).
 Derived = Mapping[str, frozenset[str]] | None
+#: Per table: column -> engine type as the catalog spells it, for the id columns whose text
+#: enters a hash (aggregation members); a table absent here has ids of unknown type.
+IdTypes = Mapping[str, Mapping[str, str]] | None
 
 
 def table_ref(name: str) -> exp.Table:
@@ -133,7 +136,7 @@ def _stored_or(d: Dialect, derived: Derived, table: str, name: str,
 
 def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: frozenset[str],
                   subset: exp.Expr | None = None, algorithm: HashAlgorithm = "sha256",
-                  derived: Derived = None) -> exp.Select:
+                  derived: Derived = None, id_types: IdTypes = None) -> exp.Select:
     keys = u.keys or plan.id_columns
     if u.relation in missing:
         source = None if plan.table in missing else plan.table
@@ -147,7 +150,7 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
         ).from_(table_ref(u.relation))
         return select.where(subset.copy()) if subset is not None else select
     if u.lineage == "aggregation":
-        return _aggregated_cte(d, u, subset, algorithm)
+        return _aggregated_cte(d, u, subset, algorithm, (id_types or {}).get(u.relation, {}))
     preds = _filters(u)
     ids = u.member_ids or keys
     carried = [exp.alias_(col(c), t, quoted=True) for c, t in u.carried]
@@ -161,11 +164,12 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
 
 
 def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
-                    algorithm: HashAlgorithm) -> exp.Select:
+                    algorithm: HashAlgorithm, types: Mapping[str, str]) -> exp.Select:
     """One row per group: per upstream field, the digest of the group's member entries
-    (``hashing.group_data_version``), concatenated in an engine-independent order."""
+    (``hashing.group_data_version``), concatenated in an engine-independent order. Member
+    ids are spelled in their canonical text (``hashing.id_text``) by their stored ``types``."""
     preds = _filters(u)
-    member = [token(d, d.int_to_text(col(c))) for c in u.member_ids]
+    member = [token(d, d.id_text(col(c), c, types.get(c))) for c in u.member_ids]
     entries = [
         exp.alias_(concat([*[m.copy() for m in member],
                            token(d, exp.paren(d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
@@ -322,7 +326,7 @@ def _increment_expansion(d: Dialect, plan: FeaturePlan) -> exp.Union:
 def resolve_statement(
     d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm,
     missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
-    derived: Derived = None,
+    derived: Derived = None, id_types: IdTypes = None,
 ) -> exp.Select:
     """The one statement yielding the whole increment of ``plan.feature``.
 
@@ -330,6 +334,8 @@ def resolve_statement(
     ``derived`` maps each table read to the columns it has; a per-field column the dialect
     derives (``Dialect.derived_columns``) is read where the table has it, else computed from
     the map. ``None``: every table has them (as the store creates tables).
+    ``id_types`` gives the stored types of aggregated parents' id columns, spelled in their
+    canonical text (``None``: unknown, cast to text: right for string and integer ids).
     ``subset`` (a checked predicate over ``plan.grain``, see :mod:`metaxy_sql.model.filters`)
     restricts the resolve to those samples: it is pushed into every upstream and the current
     state, so the result is the full increment filtered to the subset.
@@ -350,7 +356,7 @@ def resolve_statement(
         *[col(t) for t in plan.carried],
     ).from_(table_ref(names.INCREMENT))
     ctes: list[tuple[str, exp.Expr]] = [
-        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm, derived))
+        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm, derived, id_types))
         for u in plan.upstreams]
     ctes += [
         (names.EXPECTED, _expected_cte(d, plan, algorithm)),

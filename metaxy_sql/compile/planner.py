@@ -138,11 +138,13 @@ class Catalog:
     """What the store holds now, for the tables one resolve reads.
 
     ``tables``: the tables read (see :func:`tables_read`) that exist. ``columns``: the stored
-    columns of the existing tables listed by :func:`tables_needing_columns`.
+    columns of the existing tables listed by :func:`tables_needing_columns`. ``id_types``:
+    column -> engine type of the existing tables listed by :func:`tables_needing_id_types`.
     """
 
     tables: frozenset[str]
     columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    id_types: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def missing(self, graph: FeatureGraph, key: str) -> frozenset[str]:
         """Tables the resolve of ``key`` reads that were never written (read as empty)."""
@@ -163,3 +165,10 @@ def tables_needing_columns(graph: FeatureGraph, key: str, derives_field_columns:
         return tables_read(graph, key)
     return tuple(sorted({names.table(d.feature) for d in graph.spec(key).deps
                          if d.filters or d.columns}))
+
+
+def tables_needing_id_types(graph: FeatureGraph, key: str) -> tuple[str, ...]:
+    """Tables whose id column types the resolve of ``key`` depends on: aggregated parents,
+    whose member ids enter the group hash as canonical text (``hashing.id_text``)."""
+    return tuple(sorted({names.table(d.feature) for d in graph.spec(key).deps
+                         if d.lineage.kind == "aggregation"}))

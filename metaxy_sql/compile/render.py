@@ -35,15 +35,19 @@ def header(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgor
 def resolve_sql(
     graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgorithm = "sha256",
     missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
-    derived: builder.Derived = None,
+    derived: builder.Derived = None, id_types: builder.IdTypes = None,
 ) -> tuple[str, exp.Select]:
     """The resolve statement of ``key``: (full text with header, expression).
 
     ``subset``: a checked predicate over the increment's grain (partial resolution).
-    ``missing``/``derived``: what the store has (see ``builder.resolve_statement``).
+    ``missing``/``derived``/``id_types``: what the store has (see
+    ``builder.resolve_statement``).
+
+    Raises:
+        DataError: an aggregated parent stores an id column of a type refused as an id.
     """
     statement = builder.resolve_statement(dialect, plan_feature(graph, key), algorithm, missing,
-                                          subset=subset, derived=derived)
+                                          subset=subset, derived=derived, id_types=id_types)
     head = header(graph, key, dialect, algorithm)
     if subset is not None:
         head += f"-- subset: {subset.sql(identify=True)}\n"
@@ -59,10 +63,11 @@ def compile_resolve(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: 
     Raises:
         DefinitionError: ``where``/``ids`` are not a predicate over the increment's id
             columns, or a dependency filters on or carries a column its parent does not store.
+        DataError: an aggregated parent stores an id column of a type refused as an id.
     """
     subset = filters.subset_predicate(key, increment_grain(graph, key), where, ids)
     graph.check_upstream_columns(
         key, lambda parent: catalog.columns.get(names.table(parent), frozenset()))
     derived = dict(catalog.columns) if dialect.derives_field_columns else None
     return resolve_sql(graph, key, dialect, algorithm, catalog.missing(graph, key),
-                       subset=subset, derived=derived)
+                       subset=subset, derived=derived, id_types=catalog.id_types)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from metaxy_sql.errors import DataError
 from metaxy_sql.model import names
-from metaxy_sql.model.definitions import SYSTEM_PREFIX
+from metaxy_sql.model.definitions import SYSTEM_PREFIX, check_column
 
 #: Columns a writer may pass; everything else with the system prefix is rejected.
 ACCEPTED_SYSTEM_COLUMNS = (names.PROVENANCE_BY_FIELD, names.DATA_VERSION_BY_FIELD)
@@ -158,3 +158,73 @@ def split_system_columns(table: pa.Table, feature: str) -> pa.Table:
                 f"{SYSTEM_PREFIX!r}; rename it")
         keep.append(name)
     return table.select(keep)
+
+
+def check_column_names(columns: Sequence[str], feature: str, id_columns: Sequence[str],
+                       stored: Iterable[str] = ()) -> None:
+    """The columns of a write follow the naming rules of the definitions (before anything is
+    staged or appended): user columns are valid names that no engine keeps for itself, and
+    no two columns, written or already ``stored``, differ only in case.
+
+    Raises:
+        DataError: naming the column and the fix.
+    """
+    seen: dict[str, str] = {names.fold(c): c for c in stored}
+    written: dict[str, str] = {}
+    for name in columns:
+        if name not in id_columns and name not in ACCEPTED_SYSTEM_COLUMNS:
+            try:
+                check_column("column", name)
+            except ValueError as e:
+                raise DataError(f"feature {feature!r}: {e}") from None
+        folded = names.fold(name)
+        other = written.get(folded) or seen.get(folded)
+        if other is not None and other != name:
+            where = "the rows have" if folded in written else "the table stores"
+            raise DataError(
+                f"feature {feature!r}: column {name!r} differs only in case from {other!r}, "
+                f"which {where}; DuckDB would store them in one column, Postgres in two; "
+                f"write it as {other!r} or rename it")
+        written[folded] = name
+
+
+#: Arrow timestamp units that hold an id exactly on every engine (Postgres keeps microseconds).
+_ID_TIME_UNITS = ("s", "ms", "us")
+
+
+def check_id_types(table: pa.Table, feature: str, id_columns: Sequence[str]) -> pa.Table:
+    """Id columns are of a type with one canonical text on every engine
+    (``hashing.id_text``): strings, integers, booleans, decimals, dates, timestamps.
+    Nanosecond timestamps are taken as microseconds when that is exact.
+
+    Returns:
+        ``table``, with nanosecond id timestamps cast to microseconds.
+
+    Raises:
+        DataError: an id column is a float, binary, container... naming the column and fix.
+    """
+    for c in id_columns:
+        if c not in table.column_names:
+            continue  # reported by check_ids
+        t = table.column(c).type
+        base = t.value_type if pa.types.is_dictionary(t) else t
+        if pa.types.is_timestamp(base) and base.unit not in _ID_TIME_UNITS:
+            try:
+                column = pc.cast(table.column(c), pa.timestamp("us", base.tz))
+            except pa.ArrowInvalid:
+                raise DataError(
+                    f"feature {feature!r}: id column {c!r} has timestamps finer than a "
+                    "microsecond, which Postgres cannot hold; round them to microseconds"
+                    ) from None
+            table = table.set_column(table.schema.get_field_index(c), c, column)
+        elif not (_is_string(base) or pa.types.is_integer(base) or pa.types.is_boolean(base)
+                  or pa.types.is_decimal(base) or pa.types.is_date(base)
+                  or pa.types.is_timestamp(base)
+                  or pa.types.is_null(base)):  # all null: check_ids says so
+            hint = ("cast it to int64 or to a string" if pa.types.is_floating(base)
+                    else "cast it to a string")
+            raise DataError(
+                f"feature {feature!r}: id column {c!r} has Arrow type {t}, which is refused as "
+                "an id type (ids enter hashes as text, and only strings, integers, booleans, "
+                f"decimals, dates and timestamps have one spelling on every engine); {hint}")
+    return table

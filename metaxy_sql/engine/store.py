@@ -26,7 +26,12 @@ import pyarrow as pa
 from sqlglot import exp
 
 from metaxy_sql.compile import builder
-from metaxy_sql.compile.planner import Catalog, tables_needing_columns, tables_read
+from metaxy_sql.compile.planner import (
+    Catalog,
+    tables_needing_columns,
+    tables_needing_id_types,
+    tables_read,
+)
 from metaxy_sql.compile.render import compile_resolve
 from metaxy_sql.engine import frames, ingest, write_order
 from metaxy_sql.engine.executors.base import Executor
@@ -94,6 +99,7 @@ class Store:
                     f"feature {feature!r} is a root feature: pass samples=[{{...}}] with "
                     f"{list(spec.id_columns)} and {names.PROVENANCE_BY_FIELD} for every sample")
             table = ingest.to_arrow(samples, feature=feature)
+            table = ingest.check_id_types(table, feature, spec.id_columns)
             ingest.check_ids(table, feature, spec.id_columns, unique=True)
             self._require_by_field(table, feature)
             ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD,
@@ -119,8 +125,10 @@ class Store:
         existing = frozenset(tables_read(self.graph, feature)) & frozenset(present)
         needed = tables_needing_columns(self.graph, feature,
                                         self.executor.dialect.derives_field_columns)
-        return Catalog(existing, {t: frozenset(self.executor.columns(t))
-                                  for t in needed if t in existing})
+        typed = tables_needing_id_types(self.graph, feature)
+        stored = {t: self.executor.columns(t) for t in {*needed, *typed} if t in existing}
+        return Catalog(existing, {t: frozenset(stored[t]) for t in needed if t in stored},
+                       {t: stored[t] for t in typed if t in stored})
 
     # -- writes -----------------------------------------------------------------------------
     def write(self, feature: str, data: Any) -> int:
@@ -132,7 +140,9 @@ class Store:
         """
         spec = self.graph.spec(feature)
         table = ingest.split_system_columns(ingest.to_arrow(data, feature=feature), feature)
+        table = ingest.check_id_types(table, feature, spec.id_columns)
         ingest.check_ids(table, feature, spec.id_columns, unique=True)
+        ingest.check_column_names(table.column_names, feature, spec.id_columns)
         self._require_by_field(table, feature)
         fields = self.graph.field_keys(feature)
         ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD, fields, complete=True)
@@ -177,6 +187,7 @@ class Store:
         """
         spec = self.graph.spec(feature)
         table = ingest.to_arrow(ids, feature=feature)
+        table = ingest.check_id_types(table, feature, spec.id_columns)
         ingest.check_ids(table, feature, spec.id_columns, unique=False)
         table = table.select(list(spec.id_columns))
         if table.num_rows == 0 or names.table(feature) not in self.executor.tables():
@@ -360,6 +371,8 @@ class Store:
         if created:
             self.executor.create_table(table, select, list(self.graph.spec(feature).id_columns))
         existing = self.executor.columns(table)
+        # Before any column is added or row appended: X next to a stored x is refused.
+        ingest.check_column_names(user_columns, feature, (), existing)
         self._ensure_write_seq_column(feature, existing)
         new = [c for c in user_columns if c not in existing]
         if new:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from metaxy_sql.errors import DefinitionError
+from metaxy_sql.model import names
 
 _KEY_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _KEY_RE = re.compile(rf"^{_KEY_SEGMENT}(/{_KEY_SEGMENT})*$")
@@ -34,12 +35,22 @@ def check_key(kind: str, key: str) -> str:
 
 
 def check_column(kind: str, name: str) -> str:
-    """Validate a user column name (an identifier that does not use the system prefix)."""
+    """Validate a user column name: an identifier that does not use the system prefix and is
+    not a column some engine keeps for itself (``names.ENGINE_RESERVED_COLUMNS``).
+
+    Raises:
+        ValueError: the name breaks one of these rules (callers raise it as a
+            ``DefinitionError`` or ``DataError``).
+    """
     if not isinstance(name, str) or not _COLUMN_RE.match(name):
         raise ValueError(f"invalid {kind} {name!r}: use letters, digits and '_', not starting "
                          "with a digit")
     if name.lower().startswith(SYSTEM_PREFIX):
         raise ValueError(f"{kind} {name!r} uses the reserved prefix {SYSTEM_PREFIX!r}; rename it")
+    if names.is_reserved_column(name):
+        raise ValueError(f"{kind} {name!r} is a column name an engine keeps for itself "
+                         "(ClickHouse virtual or Postgres system column); rename it, e.g. "
+                         f"{name.strip('_') + '_value'!r}")
     return name
 
 

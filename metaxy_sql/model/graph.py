@@ -19,7 +19,13 @@ from typing import Any
 
 from metaxy_sql.errors import DefinitionError, UnknownFeatureError
 from metaxy_sql.model import filters, hashing, names
-from metaxy_sql.model.definitions import SYSTEM_PREFIX, BaseFeature, FeatureDep, FeatureSpec
+from metaxy_sql.model.definitions import (
+    SYSTEM_PREFIX,
+    BaseFeature,
+    FeatureDep,
+    FeatureSpec,
+    check_column,
+)
 from metaxy_sql.model.names import SYSTEM_COLUMNS
 
 FieldRef = tuple[str, str]
@@ -44,6 +50,9 @@ class FeatureGraph:
             if isinstance(item, type):
                 self._classes[spec.key] = item
         self._check_table_names()
+        for spec in self._specs.values():
+            self._check_field_names(spec)
+            self._check_column_names(spec)
         self._check_deps()
         self._order = self._toposort()
         self._parents = {
@@ -124,14 +133,56 @@ class FeatureGraph:
 
     # -- validation -------------------------------------------------------------------------
     def _check_table_names(self) -> None:
+        """Feature tables stay apart on every engine: after ``/`` -> ``__`` and case folding
+        (DuckDB matches names case-insensitively), and from the store's own relations."""
         by_table: dict[str, str] = {}
         for key in sorted(self._specs):
             table = names.table(key)
-            if table in by_table:
+            if names.fold(table).startswith(names.STORE_PREFIX):
                 raise DefinitionError(
-                    f"features {by_table[table]!r} and {key!r} would share the table {table!r}; "
-                    "rename one (keys map '/' to '__')")
-            by_table[table] = key
+                    f"feature {key!r} would be stored in the table {table!r}, whose prefix "
+                    f"{names.STORE_PREFIX!r} is kept for the store's own tables (e.g. "
+                    f"{names.GRAPH_SNAPSHOTS!r}, {names.staged(key)!r}); rename the feature")
+            other = by_table.get(names.fold(table))
+            if other is not None:
+                raise DefinitionError(
+                    f"features {other!r} and {key!r} would share the table "
+                    f"{names.table(other)!r} (keys map '/' to '__', and DuckDB matches table "
+                    "names ignoring case); rename one of them")
+            by_table[names.fold(table)] = key
+
+    def _check_field_names(self, spec: FeatureSpec) -> None:
+        seen: dict[str, str] = {}
+        for f in spec.fields:
+            other = seen.get(names.fold(f.key))
+            if other is not None:
+                raise DefinitionError(
+                    f"feature {spec.key!r}: fields {other!r} and {f.key!r} differ only in case; "
+                    "their per-field columns would be one column on DuckDB; rename one of them")
+            seen[names.fold(f.key)] = f.key
+
+    def _check_column_names(self, spec: FeatureSpec) -> None:
+        """Id and declared user columns: valid names, none an engine's own, and distinct in
+        any case (Postgres keeps ``x`` and ``X`` apart, DuckDB merges them)."""
+        seen: dict[str, str] = {}
+        declared = self.user_columns(spec.key)
+        for column in [*spec.id_columns, *[c for c in declared if c not in spec.id_columns]]:
+            try:
+                check_column("column", column)
+            except ValueError as e:
+                raise DefinitionError(f"feature {spec.key!r}: {e}") from None
+            other = seen.get(names.fold(column))
+            if other is not None:
+                raise DefinitionError(
+                    f"feature {spec.key!r}: columns {other!r} and {column!r} differ only in "
+                    "case; DuckDB would store them in one column, Postgres in two; rename one")
+            seen[names.fold(column)] = column
+        for column in spec.id_columns:
+            if declared.get(column) is float:
+                raise DefinitionError(
+                    f"feature {spec.key!r}: id column {column!r} is declared float; floats are "
+                    "refused as ids (engines spell them differently in hash inputs); declare "
+                    "it int, str, Decimal, date or datetime")
 
     def _check_deps(self) -> None:
         for spec in self._specs.values():
@@ -184,6 +235,12 @@ class FeatureGraph:
                 raise DefinitionError(
                     f"{where}: aggregation on the parent's whole id {pids} is one-to-one; drop "
                     "the lineage")
+            floats = [c for c in on if self.user_columns(dep.feature).get(c) is float]
+            if floats:
+                raise DefinitionError(
+                    f"{where}: aggregation keys {floats} are declared float by "
+                    f"{dep.feature!r}; floats are refused as ids (they become the child's id "
+                    "columns); declare them int, str, Decimal, date or datetime")
 
     def _check_dep_columns(self, spec: FeatureSpec, dep: FeatureDep) -> None:
         parent = self._specs[dep.feature]

@@ -24,9 +24,13 @@ True
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
+
+from metaxy_sql.errors import DataError
 
 HashAlgorithm = Literal["sha256", "md5"]
 
@@ -131,9 +135,68 @@ def feature_version(
     return digest(text, algorithm)
 
 
+# -- canonical text of id values -------------------------------------------------------------
+def id_text(value: Any) -> str:
+    """The one canonical text of an id value, as every engine spells it in hash inputs
+    (aggregation member ids). Each spelling is produced byte for byte by every dialect
+    (``Dialect.id_text``):
+
+    ==================  =======================================  ============================
+    type                spelling                                 example
+    ==================  =======================================  ============================
+    string              the string itself                        ``v1``
+    integer (any width) decimal, ``-`` for negatives             ``-42``
+    boolean             ``true`` / ``false``                     ``true``
+    decimal             plain digits, no exponent, trailing      ``1.5`` (for 1.50), ``100``
+                        fractional zeros and point dropped
+    date                ``YYYY-MM-DD``                           ``2026-12-01``
+    timestamp           ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC    ``2026-12-01 09:30:00.500000``
+                        (with a zone: converted to UTC; without:
+                        taken as UTC)
+    ==================  =======================================  ============================
+
+    Floating-point ids are refused: the engines spell floats differently (DuckDB ``1.0``,
+    ClickHouse and Postgres ``1``; ``1e+20`` against ``100000000000000000000``), and
+    float equality makes a poor identity.
+
+    >>> [id_text(v) for v in (7, True, decimal.Decimal("1.50"), dt.date(2026, 12, 1))]
+    ['7', 'true', '1.5', '2026-12-01']
+
+    Raises:
+        DataError: ``value`` is of a type refused as an id (float, bytes, containers...).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return _decimal_text(value)
+    if isinstance(value, dt.datetime):
+        moment: dt.datetime = value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        return moment.isoformat(sep=" ", timespec="microseconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise DataError(f"id value {value!r} is a {type(value).__name__}, which has no canonical "
+                    "text; use strings, integers, booleans, decimals, dates or timestamps")
+
+
+def _decimal_text(value: decimal.Decimal) -> str:
+    if not value.is_finite():
+        raise DataError(f"id value {value!r} is not a finite decimal; ids must be exact")
+    if value == 0:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 # -- lineage beyond one-to-one ---------------------------------------------------------------
 def member_entry(member_ids: Sequence[str], data_version: str | None) -> str:
-    """One member of an aggregated group: its id values (as text), then its data version.
+    """One member of an aggregated group: its id values (as text, :func:`id_text`), then its
+    data version.
 
     Every entry has the same number of self-delimiting tokens, so a concatenation of entries
     decodes in exactly one way.

@@ -68,6 +68,37 @@ def table(feature_key: str) -> str:
     return feature_key.replace("/", "__")
 
 
+# -- naming rules: names every engine holds apart ---------------------------------------------
+#: Prefix of every relation the store names itself (system tables, staged rows, sample sets):
+#: no feature table may start with it.
+STORE_PREFIX = "metaxy_"
+#: Column names an engine keeps for itself in every table; a user or id column of that name
+#: (in any case) is refused. ClickHouse MergeTree virtual columns (chdb 26.9, ``DESCRIBE TABLE
+#: t SETTINGS describe_include_virtual_columns = 1``; a column of the same name shadows the
+#: virtual one, and writes that rely on ``_block_number`` break; ``_shard_num``: Distributed):
+#: https://clickhouse.com/docs/engines/table-engines/mergetree-family/mergetree#virtual-columns
+#: Postgres system columns (CREATE TABLE refuses them):
+#: https://www.postgresql.org/docs/current/ddl-system-columns.html
+ENGINE_RESERVED_COLUMNS = frozenset({
+    "_part", "_part_index", "_part_starting_offset", "_part_uuid", "_partition_id",
+    "_partition_value", "_sample_factor", "_part_offset", "_part_granule_offset",
+    "_part_data_version", "_disk_name", "_distance", "_table", "_database", "_row_exists",
+    "_block_number", "_block_offset", "_shard_num",
+    "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid",
+})
+
+
+def fold(name: str) -> str:
+    """The form two names must differ in: DuckDB matches identifiers case-insensitively,
+    quoted or not, so ``Video`` and ``video`` name one table there."""
+    return name.casefold()
+
+
+def is_reserved_column(name: str) -> bool:
+    """True for a column name an engine keeps for itself (:data:`ENGINE_RESERVED_COLUMNS`)."""
+    return fold(name) in ENGINE_RESERVED_COLUMNS
+
+
 def upstream(feature_key: str) -> str:
     """CTE holding the latest state of an upstream feature."""
     return f"upstream__{table(feature_key)}"

@@ -107,9 +107,11 @@ def qualify(statement: exp.Select, tables: set[str], schema: str) -> exp.Select:
 def increment_ddl(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgorithm,
                   kind: Kind, relation: exp.Table, missing: frozenset[str] = frozenset(),
                   home_schema: str | None = None,
-                  derived: builder.Derived = None) -> list[exp.Expr]:
+                  derived: builder.Derived = None,
+                  id_types: builder.IdTypes = None) -> list[exp.Expr]:
     """Statements creating (or atomically replacing) the increment relation of ``key``."""
-    statement = resolve_sql(graph, key, dialect, algorithm, missing, derived=derived)[1]
+    statement = resolve_sql(graph, key, dialect, algorithm, missing, derived=derived,
+                            id_types=id_types)[1]
     if home_schema is not None:
         statement = qualify(statement, {names.table(k) for k in graph.keys}, home_schema)
     if kind == "view":
@@ -216,7 +218,8 @@ def _one(ctx: _Ctx, key: str, explicit: bool) -> Action:
             "or --schema, or drop it yourself")
     relation = relation_ref(name, None if ctx.schema == ctx.home else ctx.schema)
     statements = increment_ddl(store.graph, key, d, store.hash_algorithm, ctx.kind, relation,
-                               missing, None if ctx.schema == ctx.home else ctx.home, derived)
+                               missing, None if ctx.schema == ctx.home else ctx.home, derived,
+                               catalog.id_types)
     old_kind = ctx.existing.get(name)
     if old_kind is not None and old_kind != ctx.kind:  # ours, switching view <-> table
         statements = [_drop(relation, old_kind), *statements]

@@ -13,8 +13,12 @@ from typing import NamedTuple
 
 from sqlglot import exp
 
-from metaxy_sql.errors import UnsupportedByDialectError
+from metaxy_sql.errors import DataError, UnsupportedByDialectError
 from metaxy_sql.model.hashing import ABSENT, DIGEST_HEX_CHARS, HashAlgorithm
+
+#: Kinds of id column types, each with one canonical text (``hashing.id_text``).
+IdKind = str
+ID_KINDS = ("text", "int", "bool", "decimal", "date", "timestamp", "timestamptz")
 
 
 def lit(value: str) -> exp.Literal:
@@ -143,6 +147,48 @@ class Dialect:
     def int_to_text(self, value: exp.Expr) -> exp.Expr:
         return exp.Cast(this=value, to=self.type_(self.text_type))
 
+    # -- canonical text of ids (``hashing.id_text``) -----------------------------------------
+    def id_kind(self, engine_type: str) -> IdKind | None:
+        """The kind (one of :data:`ID_KINDS`) of a column of ``engine_type`` (as the catalog
+        spells it), or ``None`` for a type refused as an id (floats, binary, containers)."""
+        raise NotImplementedError
+
+    def id_text(self, value: exp.Expr, column: str, engine_type: str | None) -> exp.Expr:
+        """``hashing.id_text`` in SQL for a column of ``engine_type`` (``None``: not known at
+        compile time, e.g. ``render`` without a store: text and integers, cast to text).
+
+        Raises:
+            DataError: the column's type is refused as an id (e.g. a float).
+        """
+        if engine_type is None:
+            return self.int_to_text(value)
+        kind = self.id_kind(engine_type)
+        if kind == "bool":
+            return exp.Case(ifs=[exp.If(this=value, true=lit("true"))], default=lit("false"))
+        if kind == "decimal":  # plain digits: drop trailing fractional zeros, then the point
+            text = self.int_to_text(value)
+            trimmed = call("rtrim", call("rtrim", text.copy(), lit("0")), lit("."))
+            return exp.Case(ifs=[exp.If(this=exp.Like(this=text.copy(), expression=lit("%.%")),
+                                        true=trimmed)], default=text)
+        if kind == "date":
+            return self.date_text(value)
+        if kind in ("timestamp", "timestamptz"):
+            return self.timestamp_text(value, kind == "timestamptz")
+        if kind in ("text", "int"):
+            return self.int_to_text(value)
+        raise DataError(
+            f"id column {column!r} is stored as {engine_type}, which has no canonical text on "
+            "every engine (floats, binary and containers are refused as ids); store it as a "
+            "string, integer, boolean, decimal, date or timestamp")
+
+    def date_text(self, value: exp.Expr) -> exp.Expr:
+        """``YYYY-MM-DD`` of a date."""
+        return self.int_to_text(value)
+
+    def timestamp_text(self, value: exp.Expr, with_zone: bool) -> exp.Expr:
+        """``YYYY-MM-DD HH:MM:SS.ffffff`` of a timestamp in UTC (naive ones taken as UTC)."""
+        raise NotImplementedError
+
     def typed_null(self, sql_type: str) -> exp.Expr:
         """A NULL of type ``sql_type`` (columns of the empty stand-in relations)."""
         return exp.Cast(this=exp.Null(), to=self.type_(sql_type))
@@ -251,3 +297,8 @@ class Dialect:
 
     def render(self, expression: exp.Expr, pretty: bool = True) -> str:
         return expression.sql(dialect=self.sqlglot_dialect, pretty=pretty, identify=True)
+
+    def quote(self, name: str) -> str:
+        """``name`` as one quoted identifier, for client APIs that take a name as text
+        (SQL itself is built from sqlglot identifiers with ``quoted=True``)."""
+        return self.render(exp.to_identifier(name, quoted=True), pretty=False)

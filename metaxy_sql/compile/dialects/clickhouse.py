@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
-from metaxy_sql.compile.dialects.base import DerivedColumn, Dialect, call, lit
+from metaxy_sql.compile.dialects.base import DerivedColumn, Dialect, IdKind, call, lit
 from metaxy_sql.model import names
 from metaxy_sql.model.hashing import ABSENT, HashAlgorithm
 
@@ -82,6 +82,24 @@ class ClickHouseDialect(Dialect):
     def int_to_text(self, value: exp.Expr) -> exp.Expr:
         # CAST(x AS String) renders as Nullable(String) through sqlglot; toString is exact.
         return call("toString", value)
+
+    def id_kind(self, engine_type: str) -> IdKind | None:
+        t = non_nullable(engine_type)
+        if t.startswith("LowCardinality("):
+            t = non_nullable(t[len("LowCardinality("):-1])
+        if t == "String" or t.startswith("FixedString("):
+            return "text"
+        if t.startswith(("Int", "UInt")):
+            return "int"
+        if t.startswith("Decimal"):
+            return "decimal"
+        if t.startswith("DateTime"):  # DateTime64(p, 'zone'): an instant, printed in UTC
+            return "timestamp"
+        return {"Bool": "bool", "Date": "date", "Date32": "date"}.get(t)
+
+    def timestamp_text(self, value: exp.Expr, with_zone: bool) -> exp.Expr:
+        # toString of a DateTime64(6, 'UTC') always prints 6 fractional digits, in UTC.
+        return call("toString", call("toDateTime64", value, exp.Literal.number(6), lit("UTC")))
 
     def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:
         # m['k'] returns '' (not NULL) for a missing key:

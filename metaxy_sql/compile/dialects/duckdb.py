@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from metaxy_sql.compile.dialects.base import Dialect, call
+from metaxy_sql.compile.dialects.base import Dialect, IdKind, call, lit
 from metaxy_sql.model.hashing import HashAlgorithm
+
+_INTS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+         "UINTEGER", "UBIGINT", "UHUGEINT"}
+_ID_KINDS = {"VARCHAR": "text", "BOOLEAN": "bool", "DATE": "date", "TIMESTAMP": "timestamp",
+             "TIMESTAMP_S": "timestamp", "TIMESTAMP_MS": "timestamp",
+             "TIMESTAMP WITH TIME ZONE": "timestamptz", **{t: "int" for t in _INTS}}
 
 
 class DuckDBDialect(Dialect):
@@ -19,6 +25,16 @@ class DuckDBDialect(Dialect):
     def byte_length(self, text: exp.Expr) -> exp.Expr:
         # length() counts characters; strlen() counts bytes.
         return call("strlen", text)
+
+    def id_kind(self, engine_type: str) -> IdKind | None:
+        t = engine_type.upper()
+        return "decimal" if t.startswith("DECIMAL") else _ID_KINDS.get(t)
+
+    def timestamp_text(self, value: exp.Expr, with_zone: bool) -> exp.Expr:
+        # A TIMESTAMPTZ prints in the session's TimeZone: take its UTC wall clock first.
+        # CAST(TIMESTAMP AS VARCHAR) drops a zero fraction; strftime's %f always has 6 digits.
+        utc = call("timezone", lit("UTC"), value) if with_zone else value
+        return call("strftime", utc, lit("%Y-%m-%d %H:%M:%S.%f"))
 
     def non_null_array(self, items: list[exp.Expr]) -> exp.Expr:
         # sqlglot's ArrayRemove(x, NULL) renders `_u <> NULL` (always NULL): filter explicitly.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
-from metaxy_sql.compile.dialects.base import Dialect, call, lit
+from metaxy_sql.compile.dialects.base import Dialect, IdKind, call, lit
 from metaxy_sql.errors import UnsupportedByDialectError
 from metaxy_sql.model.hashing import HashAlgorithm
 
@@ -39,6 +39,27 @@ class PostgresDialect(Dialect):
         # makes them take turns; the later ones then find the table.
         key = int.from_bytes(hashlib.sha256(table.encode()).digest()[:8], "big", signed=True)
         return exp.select(call("pg_advisory_xact_lock", exp.Literal.number(key)))
+
+    def id_kind(self, engine_type: str) -> IdKind | None:
+        # format_type() spellings, e.g. "numeric(10,2)", "timestamp(3) with time zone".
+        t = engine_type.lower()
+        if t.startswith(("text", "character", "varchar", "name")):
+            return "text"
+        if t in ("smallint", "integer", "bigint"):
+            return "int"
+        if t.startswith("numeric"):
+            return "decimal"
+        if t.startswith("timestamp"):
+            return "timestamptz" if t.endswith("with time zone") else "timestamp"
+        return {"boolean": "bool", "date": "date"}.get(t)
+
+    def date_text(self, value: exp.Expr) -> exp.Expr:
+        # date::text follows the session's DateStyle; to_char does not.
+        return call("to_char", value, lit("YYYY-MM-DD"))
+
+    def timestamp_text(self, value: exp.Expr, with_zone: bool) -> exp.Expr:
+        utc = exp.AtTimeZone(this=value, zone=lit("UTC")) if with_zone else value
+        return call("to_char", utc, lit("YYYY-MM-DD HH24:MI:SS.US"))
 
     def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
         if algorithm == "md5":  # md5(text) is already lowercase hex of the text's bytes

@@ -183,10 +183,12 @@ class ClickHouseExecutor:
             self.unstage(name)
             self.execute(ddl)
             if table.num_rows:
+                # The client splits an unquoted name at '.' (database.table): pass it quoted.
+                quoted = self.dialect.quote(name)
                 try:
-                    self.client.insert_arrow(name, table)
+                    self.client.insert_arrow(quoted, table)
                 except ClickHouseError as e:
-                    raise self._error(e, f"INSERT INTO {name} FORMAT Arrow") from e
+                    raise self._error(e, f"INSERT INTO {quoted} FORMAT Arrow") from e
 
     def unstage(self, name: str) -> None:
         drop = exp.Drop(tables=[table_ref(name)], kind="TABLE", exists=True, temporary=True)
@@ -254,7 +256,7 @@ def check_version(version: str, masked_url: str) -> None:
 
 
 def _use_database(client: Any, target: Target) -> None:
-    quoted = exp.to_identifier(target.database, quoted=True).sql("clickhouse")
+    quoted = ClickHouseDialect().quote(target.database)
     try:
         if target.embedded:
             client.command(f"CREATE DATABASE IF NOT EXISTS {quoted}")
