@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import metaxy_sql as mx
 from metaxy_sql.model import hashing, names
+from tests.conftest import examples
 
 PARENT, CHILD = "audio/utterance", "speaker/embedding"
 D = decimal.Decimal
@@ -215,7 +216,7 @@ def _fresh(engine: str, graph: mx.FeatureGraph) -> mx.Store:
     return mx.connect(url, graph=graph)
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(typed_ids())
 def test_aggregation_over_random_id_types_equals_oracle(
@@ -227,7 +228,7 @@ def test_aggregation_over_random_id_types_equals_oracle(
                           typ)
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(typed_ids())
 def test_expansion_over_random_id_types_equals_oracle(
