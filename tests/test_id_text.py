@@ -153,6 +153,7 @@ EXAMPLES: dict[str, tuple[pa.DataType, list[Any]]] = {
     "decimal": (pa.decimal128(12, 3), [D("1.500"), D("100.000"), D("-0.500"), D("0.000"),
                                        D("-12345678.901")]),
     "string": (pa.string(), ["1.0", "x.10", "é"]),
+    "categorical": (pa.dictionary(pa.int32(), pa.string()), ["b", "a", "c"]),
 }
 
 

@@ -195,10 +195,11 @@ _ID_TIME_UNITS = ("s", "ms", "us")
 def check_id_types(table: pa.Table, feature: str, id_columns: Sequence[str]) -> pa.Table:
     """Id columns are of a type with one canonical text on every engine
     (``hashing.id_text``): strings, integers, booleans, decimals, dates, timestamps.
-    Nanosecond timestamps are taken as microseconds when that is exact.
+    Dictionary-encoded ids (categoricals) are decoded; nanosecond timestamps are taken as
+    microseconds when that is exact.
 
     Returns:
-        ``table``, with nanosecond id timestamps cast to microseconds.
+        ``table``, with those id columns converted.
 
     Raises:
         DataError: an id column is a float, binary, container... naming the column and fix.
@@ -207,21 +208,24 @@ def check_id_types(table: pa.Table, feature: str, id_columns: Sequence[str]) -> 
         if c not in table.column_names:
             continue  # reported by check_ids
         t = table.column(c).type
-        base = t.value_type if pa.types.is_dictionary(t) else t
-        if pa.types.is_timestamp(base) and base.unit not in _ID_TIME_UNITS:
+        if pa.types.is_dictionary(t):  # e.g. a pandas categorical: ids as their values
+            t = t.value_type
+            table = table.set_column(table.schema.get_field_index(c), c,
+                                     table.column(c).cast(t))
+        if pa.types.is_timestamp(t) and t.unit not in _ID_TIME_UNITS:
             try:
-                column = pc.cast(table.column(c), pa.timestamp("us", base.tz))
+                column = pc.cast(table.column(c), pa.timestamp("us", t.tz))
             except pa.ArrowInvalid:
                 raise DataError(
                     f"feature {feature!r}: id column {c!r} has timestamps finer than a "
                     "microsecond, which Postgres cannot hold; round them to microseconds"
                     ) from None
             table = table.set_column(table.schema.get_field_index(c), c, column)
-        elif not (_is_string(base) or pa.types.is_integer(base) or pa.types.is_boolean(base)
-                  or pa.types.is_decimal(base) or pa.types.is_date(base)
-                  or pa.types.is_timestamp(base)
-                  or pa.types.is_null(base)):  # all null: check_ids says so
-            hint = ("cast it to int64 or to a string" if pa.types.is_floating(base)
+        elif not (_is_string(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
+                  or pa.types.is_decimal(t) or pa.types.is_date(t)
+                  or pa.types.is_timestamp(t)
+                  or pa.types.is_null(t)):  # all null: check_ids says so
+            hint = ("cast it to int64 or to a string" if pa.types.is_floating(t)
                     else "cast it to a string")
             raise DataError(
                 f"feature {feature!r}: id column {c!r} has Arrow type {t}, which is refused as "

@@ -224,7 +224,7 @@ class ClickHouseDialect(Dialect):
 
     def create_table_ddl(
         self, table: exp.Table, columns: Sequence[tuple[str, str]], order_by: Sequence[str],
-        *, cluster: str | None = None, engine: str | None = None,
+        *, cluster: str | None = None, engine: exp.Expr | None = None,
         derived: Sequence[DerivedColumn] = (),
     ) -> exp.Create:
         """``CREATE TABLE IF NOT EXISTS`` of a feature table, ordered by its id columns."""
@@ -233,7 +233,7 @@ class ClickHouseDialect(Dialect):
         if cluster:
             props.append(exp.OnCluster(this=exp.to_identifier(cluster, quoted=True)))
         props += [
-            exp.EngineProperty(this=exp.var(engine or self.table_engine)),
+            exp.EngineProperty(this=engine or exp.var(self.table_engine)),
             exp.Order(expressions=[exp.Ordered(this=keys[0] if len(keys) == 1
                                                else exp.Tuple(expressions=keys))]),
             exp.SettingsProperty(expressions=[
@@ -256,8 +256,9 @@ class ClickHouseDialect(Dialect):
         # a ReplicatedMergeTree <table>__local per node, a Distributed <table> sharded by ids.
         # https://clickhouse.com/docs/engines/table-engines/special/distributed
         local = f"{table.name}__local"
-        replicated = (f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{{database}}/{local}', "
-                      "'{replica}')")
+        replicated = call("ReplicatedMergeTree",
+                          lit(f"/clickhouse/tables/{{shard}}/{{database}}/{local}"),
+                          lit("{replica}"))
         sharding = call("cityHash64", *[exp.column(c, quoted=True) for c in id_columns])
         distributed = call("Distributed", lit(cluster), call("currentDatabase"), lit(local),
                            sharding)

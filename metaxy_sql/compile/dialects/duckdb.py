@@ -28,6 +28,8 @@ class DuckDBDialect(Dialect):
 
     def id_kind(self, engine_type: str) -> IdKind | None:
         t = engine_type.upper()
+        if t.startswith("ENUM("):  # Arrow dictionaries (pandas categoricals) become ENUMs
+            return "text"
         return "decimal" if t.startswith("DECIMAL") else _ID_KINDS.get(t)
 
     def timestamp_text(self, value: exp.Expr, with_zone: bool) -> exp.Expr:
