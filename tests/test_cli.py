@@ -53,6 +53,7 @@ def test_config_file_store_resolve_and_status(runner: CliRunner, tmp_path: Path)
     rows = [{"sample_uid": f"v{i}", "metaxy_provenance_by_field": {"audio": "a", "frames": "f"}}
             for i in range(3)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "samples.parquet")
+    run(runner, "push")  # read-only commands never create the store: a writer does
     out = run(runner, "resolve", "video/full", "--samples", "samples.parquet", "--show", "new",
               "--limit", "2")
     lines = out.splitlines()

@@ -34,12 +34,14 @@ class _Context:
     def graph(self) -> FeatureGraph:
         return load_graph(self.config())
 
-    def store(self, url: str | None) -> Store:
+    def store(self, url: str | None, *, create: bool = True) -> Store:
+        """The configured store; ``create=False`` for read-only commands, which never
+        create one (a missing DuckDB file is an error naming the path)."""
         config = self.config(url)
         if not config.store:
             raise ConfigError("no store: pass --store URL, set METAXY_SQL_STORE, or set "
                               "store = 'duckdb:///meta.db' under [tool.metaxy-sql]")
-        return connect(config.store, graph=load_graph(config),
+        return connect(config.store, graph=load_graph(config), create=create,
                        hash_algorithm=config.hash_algorithm)  # type: ignore[arg-type]
 
 
@@ -192,7 +194,8 @@ def _read_samples(path: Path) -> pa.Table:
 def resolve(obj: _Context, feature: str, show: str | None, limit: int, samples: Path | None,
             show_sql: bool, where: str | None) -> None:
     """Count the new, stale and orphaned samples of FEATURE (computed in the engine)."""
-    with obj.store(None) as store:
+    obj.graph().spec(feature)  # an unknown feature is named before the store is looked for
+    with obj.store(None, create=False) as store:
         inc = store.resolve_update(feature, samples=_read_samples(samples) if samples else None,
                                    where=where)
         counts = inc.counts()
@@ -215,7 +218,7 @@ def resolve(obj: _Context, feature: str, show: str | None, limit: int, samples: 
 @click.pass_obj
 def status(obj: _Context) -> None:
     """Every feature: stored samples and its increment (new, stale, orphaned)."""
-    with obj.store(None) as store:
+    with obj.store(None, create=False) as store:
         click.echo(f"{'feature':<28} {'rows':>10} {'new':>10} {'stale':>10} {'orphaned':>10}")
         for key in store.graph.keys:
             rows = store.count(key)

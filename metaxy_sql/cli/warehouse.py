@@ -21,7 +21,7 @@ from metaxy_sql.warehouse.snapshots import graph_history, push_graph
 
 
 class _Obj(Protocol):
-    def store(self, url: str | None) -> Store: ...
+    def store(self, url: str | None, *, create: bool = True) -> Store: ...
 
 
 _store_option = click.option("--store", "url", help="Store URL (overrides the global --store, "
@@ -58,7 +58,7 @@ def materialize_cmd(obj: _Obj, features: tuple[str, ...], all_: bool, kind: str,
     """
     if bool(features) == all_:
         raise click.UsageError("give FEATURE ... or --all (not both)")
-    with obj.store(url) as store:
+    with obj.store(url, create=not dry_run) as store:
         report = materialize(store, list(features) or None, as_=kind,  # type: ignore[arg-type]
                                    schema=schema, prefix=prefix, suffix=suffix,
                                    dry_run=dry_run, prune=prune)
@@ -100,7 +100,7 @@ def push_cmd(obj: _Obj, tags: tuple[str, ...], url: str | None) -> None:
 @click.pass_obj
 def history_cmd(obj: _Obj, url: str | None) -> None:
     """List pushed graph snapshots, newest first."""
-    with obj.store(url) as store:
+    with obj.store(url, create=False) as store:
         snaps = graph_history(store)
         if not snaps:
             click.echo("no graph snapshot pushed yet (run `metaxy-sql push`)")
@@ -123,7 +123,7 @@ def plan_cmd(obj: _Obj, fmt: str, fail_on_changes: bool, url: str | None) -> Non
     Per feature and field: what changed, how many samples are stale now, and how many
     downstream samples will follow once those are rewritten. Nothing is written.
     """
-    with obj.store(url) as store:
+    with obj.store(url, create=False) as store:
         result = plan(store)
     click.echo(result.to_json() if fmt == "json" else result.to_text())
     if fail_on_changes and result.has_changes:

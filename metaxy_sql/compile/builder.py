@@ -147,6 +147,7 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
             *[col(c) for c in plan.id_columns],
             *[exp.alias_(d.map_get(col(names.PROVENANCE_BY_FIELD), f), names.provenance_column(f),
                          quoted=True) for f in u.fields],
+            *[exp.alias_(col(c), t, quoted=True) for c, t in u.carried],
         ).from_(table_ref(u.relation))
         return select.where(subset.copy()) if subset is not None else select
     if u.lineage == "aggregation":
@@ -178,7 +179,11 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
         for f in u.fields]
     members = latest_rows(u.relation, u.member_ids, [*[col(c) for c in u.key_columns],
                                                       *entries])
-    for p in [*preds, *([subset] if subset is not None else [])]:
+    # A member whose group key (a parent user column) is NULL belongs to no group: a NULL
+    # group could never be written (ids are never NULL), so it would stay new forever.
+    no_null_key = [exp.Not(this=exp.Is(this=col(c), expression=exp.Null()))
+                   for c in u.key_columns]
+    for p in [*preds, *no_null_key, *([subset] if subset is not None else [])]:
         members = members.where(p.copy())
     return exp.select(
         *[col(c) for c in u.keys],
@@ -195,6 +200,7 @@ def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> ex
         return exp.select(
             *[col(c, first.cte) for c in plan.id_columns],
             *[col(names.provenance_column(f), first.cte) for f in plan.field_keys],
+            *[col(t, first.cte) for _, t in first.carried],
         ).from_(table_ref(first.cte))
     # An optional parent that is absent (LEFT JOIN) has NULL tokens: encoded as absent.
     token_of: dict[tuple[str, str], exp.Expr] = {

@@ -89,8 +89,13 @@ def increment_grain(graph: FeatureGraph, key: str) -> tuple[str, ...]:
     return tuple(spec.id_columns)
 
 
-def plan_feature(graph: FeatureGraph, key: str) -> FeaturePlan:
-    """Plan the resolution of feature ``key``."""
+def plan_feature(graph: FeatureGraph, key: str,
+                 sample_columns: tuple[str, ...] = ()) -> FeaturePlan:
+    """Plan the resolution of feature ``key``.
+
+    ``sample_columns``: root features: the user columns of the staged sample set, carried
+    into the increment's new and stale rows (so they write back as they are).
+    """
     spec = graph.spec(key)
     fields = tuple(
         FieldPlan(f, graph.code_version(key, f), graph.field_parents(key, f))
@@ -100,7 +105,8 @@ def plan_feature(graph: FeatureGraph, key: str) -> FeaturePlan:
     if graph.is_root(key):
         upstreams: tuple[UpstreamPlan, ...] = (
             UpstreamPlan(key, names.samples(key), names.upstream(key), graph.field_keys(key),
-                         is_samples=True, keys=grain, member_ids=grain),
+                         is_samples=True, keys=grain, member_ids=grain,
+                         carried=tuple((c, c) for c in sample_columns)),
         )
     else:
         used: dict[str, set[str]] = {d.feature: set() for d in spec.deps}
@@ -145,6 +151,8 @@ class Catalog:
     tables: frozenset[str]
     columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     id_types: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Root features: the user columns of the sample set staged by ``resolve_update``.
+    sample_columns: tuple[str, ...] = ()
 
     def missing(self, graph: FeatureGraph, key: str) -> frozenset[str]:
         """Tables the resolve of ``key`` reads that were never written (read as empty)."""

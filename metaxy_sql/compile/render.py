@@ -36,18 +36,21 @@ def resolve_sql(
     graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgorithm = "sha256",
     missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
     derived: builder.Derived = None, id_types: builder.IdTypes = None,
+    sample_columns: tuple[str, ...] = (),
 ) -> tuple[str, exp.Select]:
     """The resolve statement of ``key``: (full text with header, expression).
 
     ``subset``: a checked predicate over the increment's grain (partial resolution).
     ``missing``/``derived``/``id_types``: what the store has (see
     ``builder.resolve_statement``).
+    ``sample_columns``: root features: user columns of the staged samples, carried.
 
     Raises:
         DataError: an aggregated parent stores an id column of a type refused as an id.
     """
-    statement = builder.resolve_statement(dialect, plan_feature(graph, key), algorithm, missing,
-                                          subset=subset, derived=derived, id_types=id_types)
+    statement = builder.resolve_statement(dialect, plan_feature(graph, key, sample_columns),
+                                          algorithm, missing, subset=subset, derived=derived,
+                                          id_types=id_types)
     head = header(graph, key, dialect, algorithm)
     if subset is not None:
         head += f"-- subset: {subset.sql(identify=True)}\n"
@@ -70,4 +73,5 @@ def compile_resolve(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: 
         key, lambda parent: catalog.columns.get(names.table(parent), frozenset()))
     derived = dict(catalog.columns) if dialect.derives_field_columns else None
     return resolve_sql(graph, key, dialect, algorithm, catalog.missing(graph, key),
-                       subset=subset, derived=derived, id_types=catalog.id_types)
+                       subset=subset, derived=derived, id_types=catalog.id_types,
+                       sample_columns=catalog.sample_columns)

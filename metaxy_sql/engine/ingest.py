@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
+from metaxy_sql.engine import by_field
 from metaxy_sql.errors import DataError
 from metaxy_sql.model import names
 from metaxy_sql.model.definitions import SYSTEM_PREFIX, check_column
@@ -26,7 +27,19 @@ DROPPED_SYSTEM_COLUMNS = (
 
 
 def to_arrow(data: Any, *, feature: str) -> pa.Table:
-    """Convert rows to an Arrow table: Arrow, polars, pandas, dicts, pydantic models."""
+    """Convert rows to an Arrow table: Arrow, polars, pandas, dicts, pydantic models.
+
+    The per-field columns come out as ``map<string, string>`` whatever form they were given in
+    (mappings, structs, lists of ``(field, value)`` pairs or of ``{"key", "value"}`` dicts: see
+    :mod:`metaxy_sql.engine.by_field`), so every form an increment is handed out in writes back.
+
+    Raises:
+        DataError: not rows, or a per-field column in none of the accepted forms.
+    """
+    return _by_field_as_maps(_table(data, feature), feature)
+
+
+def _table(data: Any, feature: str) -> pa.Table:
     if hasattr(data, "to_arrow") and not isinstance(data, pa.Table):
         data = data.to_arrow()  # polars DataFrame, increment parts
     if isinstance(data, pa.RecordBatch):
@@ -43,10 +56,31 @@ def to_arrow(data: Any, *, feature: str) -> pa.Table:
         rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in data]
         if not all(isinstance(r, Mapping) for r in rows):
             raise DataError(f"feature {feature!r}: rows must be mappings of column -> value")
-        return pa.Table.from_pylist(rows)
+        return _from_rows(rows, feature)
     raise DataError(
         f"feature {feature!r}: cannot read rows from {type(data).__name__}; pass Arrow, "
         "polars, pandas or a list of dicts")
+
+
+def _from_rows(rows: list[Mapping[str, Any]], feature: str) -> pa.Table:
+    """Python rows as a table; per-field values are converted on their own (a row may hold a
+    dict, another a list of pairs: Arrow's inference would refuse the mix)."""
+    present = [c for c in ACCEPTED_SYSTEM_COLUMNS if any(c in r for r in rows)]
+    maps = {c: by_field.python_values(feature, c, [r.get(c) for r in rows]) for c in present}
+    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in maps} for r in rows])
+    if table.num_columns == 0 and maps:  # rows with nothing but per-field columns
+        return pa.Table.from_arrays(list(maps.values()), names=list(maps))
+    for c, column in maps.items():
+        table = table.append_column(c, column)
+    return table
+
+
+def _by_field_as_maps(table: pa.Table, feature: str) -> pa.Table:
+    for c in ACCEPTED_SYSTEM_COLUMNS:
+        if c in table.column_names and table.schema.field(c).type != by_field.MAP_TYPE:
+            table = table.set_column(table.column_names.index(c), c,
+                                     by_field.to_map(table.column(c), feature, c))
+    return table
 
 
 def check_ids(table: pa.Table, feature: str, id_columns: Sequence[str], *, unique: bool) -> None:
@@ -72,78 +106,18 @@ def check_ids(table: pa.Table, feature: str, id_columns: Sequence[str], *, uniqu
                 f"(e.g. {example}); write one row per sample")
 
 
-def check_by_field(
-    table: pa.Table, feature: str, column: str, fields: Sequence[str], *, complete: bool
-) -> None:
-    """A per-field column is a struct or a map of strings whose keys are known fields.
+def check_by_field(table: pa.Table, feature: str, column: str, fields: Sequence[str], *,
+                   complete: bool) -> pa.Table:
+    """``table`` with the per-field ``column`` checked against ``fields`` and normalized (see
+    :func:`metaxy_sql.engine.by_field.normalize`).
 
-    ``complete``: every field must be present and non-null in every row.
+    Raises:
+        DataError: unknown field keys, repeated keys, and with ``complete`` missing fields or
+            null values.
     """
-    arr = table.column(column)
-    typ = arr.type
-    if pa.types.is_struct(typ):
-        keys = [typ.field(i).name for i in range(typ.num_fields)]
-        _check_keys(feature, column, keys, fields, complete)
-        for i, key in enumerate(keys):
-            child = pc.struct_field(arr, [i])
-            if not _is_string(child.type):
-                raise DataError(f"feature {feature!r}: {column}[{key!r}] must be a string")
-            if complete and child.null_count:
-                raise DataError(f"feature {feature!r}: {column}[{key!r}] is null in "
-                                f"{child.null_count} rows; give every field a value")
-    elif pa.types.is_map(typ):
-        if not (_is_string(typ.key_type) and _is_string(typ.item_type)):
-            raise DataError(f"feature {feature!r}: {column} must map strings to strings")
-        keys, items = _map_entries(arr)
-        found = pc.unique(keys).to_pylist()
-        _check_keys(feature, column, found, fields, complete=False)
-        null_items = items.null_count
-        if null_items:
-            raise DataError(f"feature {feature!r}: {column} has {null_items} null values; "
-                            "leave a field out instead of giving it null")
-        if complete:
-            short = sum(
-                pc.sum(pc.less(pc.subtract(c.offsets[1:], c.offsets[:-1]), len(fields))).as_py()
-                or 0 for c in arr.chunks)
-            if short:
-                raise DataError(f"feature {feature!r}: {column} misses fields in {short} rows; "
-                                f"every row needs {list(fields)}")
-    else:
-        raise DataError(
-            f"feature {feature!r}: {column} must be a map (or struct) of field -> string, got "
-            f"{typ}")
-    if arr.null_count:
-        raise DataError(f"feature {feature!r}: {column} is null in {arr.null_count} rows")
-
-
-def _map_entries(arr: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
-    """Keys and values of every entry of a map column (within each chunk's own slice)."""
-    keys, items = [], []
-    for chunk in arr.chunks:
-        start, end = chunk.offsets[0].as_py(), chunk.offsets[-1].as_py()
-        keys.append(chunk.keys.slice(start, end - start))
-        items.append(chunk.items.slice(start, end - start))
-    typ = arr.type
-    return (pa.chunked_array(keys, type=typ.key_type),
-            pa.chunked_array(items, type=typ.item_type))
-
-
-def _check_keys(feature: str, column: str, keys: Sequence[str], fields: Sequence[str],
-                complete: bool) -> None:
-    unknown = sorted(set(keys) - set(fields))
-    if unknown:
-        raise DataError(
-            f"feature {feature!r}: {column} has unknown field keys {unknown}; the feature's "
-            f"fields are {list(fields)}")
-    missing = sorted(set(fields) - set(keys))
-    if complete and missing:
-        raise DataError(f"feature {feature!r}: {column} lacks fields {missing}; every row "
-                        f"needs {list(fields)}")
-
-
-def _is_string(t: pa.DataType) -> bool:
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t)
-                or pa.types.is_string_view(t))
+    normalized = by_field.normalize(table.column(column), feature, column, fields,
+                                    complete=complete)
+    return table.set_column(table.column_names.index(column), column, normalized)
 
 
 def split_system_columns(table: pa.Table, feature: str) -> pa.Table:

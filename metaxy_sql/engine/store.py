@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +38,7 @@ from metaxy_sql.compile.render import compile_resolve
 from metaxy_sql.engine import frames, ingest, write_order
 from metaxy_sql.engine.executors.base import Executor
 from metaxy_sql.engine.increment import Increment, load_extension
-from metaxy_sql.errors import ConfigError, DataError, WriteConflictError
+from metaxy_sql.errors import ConfigError, DataError, StoreConnectionError, WriteConflictError
 from metaxy_sql.model import names
 from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.model.hashing import HashAlgorithm
@@ -85,37 +87,44 @@ class Store:
         Args:
             feature: feature key.
             samples: root features only: the full current sample set, rows with the id columns
-                and ``metaxy_provenance_by_field`` (field -> provenance string). The increment
-                reads these rows until the next ``resolve_update`` of the same feature.
+                and ``metaxy_provenance_by_field`` (field -> provenance string), in any form
+                ``write`` accepts. The increment reads these rows until the next
+                ``resolve_update`` of the same feature; its new and stale rows carry every
+                other column of ``samples`` (declared or not), so they write back as they are.
             where: partial resolution: a predicate over the increment's id columns (the
                 parent ids of an expansion), e.g. ``"sample_uid LIKE 'v1%'"``.
             ids: partial resolution: an explicit list of ids (scalars for one id column, else
                 dicts or tuples). The result equals the full increment filtered to the subset.
         """
         spec = self.graph.spec(feature)
+        sample_columns: tuple[str, ...] = ()
         if self.graph.is_root(feature):
             if samples is None:
                 raise DataError(
                     f"feature {feature!r} is a root feature: pass samples=[{{...}}] with "
                     f"{list(spec.id_columns)} and {names.PROVENANCE_BY_FIELD} for every sample")
-            table = ingest.to_arrow(samples, feature=feature)
+            table = ingest.split_system_columns(ingest.to_arrow(samples, feature=feature),
+                                                feature)
+            ingest.check_column_names(table.column_names, feature, spec.id_columns)
             table = ingest.check_id_types(table, feature, spec.id_columns)
             ingest.check_ids(table, feature, spec.id_columns, unique=True)
             self._require_by_field(table, feature)
-            ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD,
-                                  self.graph.field_keys(feature), complete=True)
-            table = table.select([*spec.id_columns, names.PROVENANCE_BY_FIELD])
+            table = ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD,
+                                          self.graph.field_keys(feature), complete=True)
+            sample_columns = tuple(c for c in table.column_names if c not in spec.id_columns
+                                   and c not in ingest.ACCEPTED_SYSTEM_COLUMNS)
+            table = table.select([*spec.id_columns, names.PROVENANCE_BY_FIELD, *sample_columns])
             self.executor.stage(names.samples(feature), table)
         elif samples is not None:
             raise DataError(
                 f"feature {feature!r} has upstream features; its samples come from them. "
                 "Call resolve_update without samples=")
+        catalog = dataclasses.replace(self.catalog(feature), sample_columns=sample_columns)
         sql, statement = compile_resolve(self.graph, feature, self.executor.dialect,
-                                         self.hash_algorithm, self.catalog(feature),
-                                         where=where, ids=ids)
+                                         self.hash_algorithm, catalog, where=where, ids=ids)
+        carried = sample_columns or tuple(t for d in spec.deps for _, t in d.carried())
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
-                         carried=tuple(t for d in spec.deps for _, t in d.carried()),
-                         field_keys=self.graph.field_keys(feature))
+                         carried=carried, field_keys=self.graph.field_keys(feature))
 
     def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog:
         """What the resolve of ``feature`` reads, as stored now: which of its tables exist
@@ -145,11 +154,12 @@ class Store:
         ingest.check_column_names(table.column_names, feature, spec.id_columns)
         self._require_by_field(table, feature)
         fields = self.graph.field_keys(feature)
-        ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD, fields, complete=True)
+        table = ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD, fields,
+                                      complete=True)
         has_dv = names.DATA_VERSION_BY_FIELD in table.column_names
         if has_dv:
-            ingest.check_by_field(table, feature, names.DATA_VERSION_BY_FIELD, fields,
-                                  complete=False)
+            table = ingest.check_by_field(table, feature, names.DATA_VERSION_BY_FIELD, fields,
+                                          complete=False)
         self._check_user_columns(feature, table)
         if table.num_rows == 0:
             return 0
@@ -424,7 +434,7 @@ class _Staged:
         self.executor.unstage(self.name)
 
 
-def _open_executor(url: str) -> Executor:
+def _open_executor(url: str, create: bool) -> Executor:
     scheme = urlsplit(url).scheme
     if scheme == "duckdb":
         from metaxy_sql.engine.executors.duckdb import DuckDBExecutor
@@ -435,11 +445,14 @@ def _open_executor(url: str) -> Executor:
         if not rest.startswith("/"):
             raise ConfigError(f"store URL {url!r}: use duckdb:///path/to/file.db (three slashes "
                               "and a path) or duckdb://:memory:")
-        return DuckDBExecutor(rest[1:])  # duckdb:///rel.db -> rel.db; duckdb:////abs.db
+        path = rest[1:]  # duckdb:///rel.db -> rel.db; duckdb:////abs.db
+        if not create and not Path(path).is_file():
+            raise StoreConnectionError(_missing(url, Path(path).absolute()))
+        return DuckDBExecutor(path)
     if scheme in ("clickhouse", "clickhouses", "chdb"):
         from metaxy_sql.engine.executors.clickhouse import ClickHouseExecutor
 
-        return ClickHouseExecutor.from_url(url)
+        return ClickHouseExecutor.from_url(url, create=create)
     if scheme in ("postgresql", "postgres"):
         from metaxy_sql.engine.executors.postgres import PostgresExecutor
 
@@ -450,11 +463,31 @@ def _open_executor(url: str) -> Executor:
         "postgresql://user@host/db")
 
 
-def connect(url: str, graph: FeatureGraph, *, hash_algorithm: HashAlgorithm = "sha256") -> Store:
+def _missing(url: str, path: Path) -> str:
+    return (f"store {url}: {path} does not exist; nothing was created (only writing commands "
+            "create a store). Check the path: relative paths in a config file are relative to "
+            "its folder, from --store or METAXY_SQL_STORE to the working directory")
+
+
+def connect(url: str, graph: FeatureGraph, *, hash_algorithm: HashAlgorithm = "sha256",
+            create: bool = True) -> Store:
     """Open the store at ``url`` for the features of ``graph``.
 
     URLs: ``duckdb:///relative/or/absolute/path.db``... see the README's store table.
+
+    Args:
+        url: the store URL (a relative DuckDB path is relative to the working directory).
+        graph: the feature definitions.
+        hash_algorithm: ``"sha256"`` (default) or ``"md5"``.
+        create: ``True`` (default, for writers): an embedded store (DuckDB file, chdb data
+            path and database) that does not exist yet is created. ``False`` (readers): it
+            must exist, nothing is created.
+
+    Raises:
+        ConfigError: a malformed URL or unknown scheme.
+        StoreConnectionError: the store cannot be reached, or with ``create=False`` does
+            not exist (naming the path).
     """
     if not isinstance(graph, FeatureGraph):
         raise ConfigError("connect(url, graph=...) needs a FeatureGraph")
-    return Store(_open_executor(url), graph, hash_algorithm)
+    return Store(_open_executor(url, create), graph, hash_algorithm)

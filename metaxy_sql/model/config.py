@@ -9,6 +9,10 @@ Config lives in ``[tool.metaxy-sql]`` of ``pyproject.toml`` or at the top level 
 
 Environment ``METAXY_SQL_ENTRYPOINTS`` (comma-separated) and ``METAXY_SQL_STORE`` override
 the file; command-line flags override both.
+
+A relative store path in a config file (``duckdb:///meta.db``) is relative to the file's
+folder, so every subfolder of a project opens the same store; a relative path from the
+environment or a flag is relative to the working directory, like any path typed in a shell.
 """
 
 from __future__ import annotations
@@ -72,7 +76,10 @@ def load_config(path: Path | None = None, *, entrypoints: tuple[str, ...] = (),
         if unknown:
             raise ConfigError(f"{path}: unknown settings {unknown}; known: entrypoints, store, "
                               "hash_algorithm")
-        config = Config(list(table.get("entrypoints", [])), table.get("store"),
+        store_url = table.get("store")
+        if store_url is not None:
+            store_url = store_relative_to(str(store_url), path.resolve().parent)
+        config = Config(list(table.get("entrypoints", [])), store_url,
                         table.get("hash_algorithm", "sha256"), path)
     if os.environ.get(ENV_ENTRYPOINTS):
         config.entrypoints = [e.strip() for e in os.environ[ENV_ENTRYPOINTS].split(",")
@@ -82,6 +89,23 @@ def load_config(path: Path | None = None, *, entrypoints: tuple[str, ...] = (),
         config.entrypoints = list(entrypoints)
     config.store = store or config.store
     return config
+
+
+def store_relative_to(url: str, base: Path) -> str:
+    """``url`` with a relative DuckDB file path made absolute against ``base``.
+
+    >>> store_relative_to("duckdb:///meta.db", Path("/project"))
+    'duckdb:////project/meta.db'
+    >>> store_relative_to("duckdb:////abs/meta.db", Path("/project"))
+    'duckdb:////abs/meta.db'
+
+    Other URLs are returned unchanged (chdb paths are absolute by definition).
+    """
+    prefix = "duckdb:///"
+    rest = url[len(prefix):] if url.startswith(prefix) else None
+    if rest is None or rest in ("", ":memory:") or rest.startswith("/"):
+        return url
+    return prefix + str(base / rest)
 
 
 def load_graph(config: Config) -> FeatureGraph:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from metaxy_sql.errors import DefinitionError
+from metaxy_sql.errors import DataError, DefinitionError
 from metaxy_sql.model import names
 
 _KEY_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
@@ -292,10 +292,40 @@ class FeatureSpec(_Model):
 class BaseFeature(BaseModel):
     """Base class of class-based features: ``class Video(BaseFeature, spec=video): path: str``.
 
-    The class's pydantic fields are the feature's user columns.
+    The class's pydantic fields are the feature's user columns. An instance is one row to
+    write: besides the declared columns it takes the spec's id columns (when not declared)
+    and the store's columns (``metaxy_provenance_by_field``, ``metaxy_data_version_by_field``,
+    and the increment columns ``write`` drops), kept as given and included by
+    ``model_dump()``:
+
+    >>> spec = FeatureSpec(key="video/full", id_columns=["sample_uid"],
+    ...                    fields=[FieldSpec(key="audio")])
+    >>> class Video(BaseFeature, spec=spec):
+    ...     path: str
+    >>> Video(sample_uid="a", path="p", metaxy_provenance_by_field={"audio": "h"}).model_dump()
+    {'path': 'p', 'sample_uid': 'a', 'metaxy_provenance_by_field': {'audio': 'h'}}
+
+    Raises:
+        DataError: (on instantiation) a column that is neither declared, an id column, nor a
+            store column: a typo would otherwise be written as a new column.
     """
 
+    model_config = ConfigDict(extra="allow")
+
     spec: ClassVar[FeatureSpec]
+
+    @model_validator(mode="after")
+    def _known_extras(self) -> BaseFeature:
+        spec = getattr(type(self), "spec", None)
+        ids = spec.id_columns if spec is not None else ()
+        unknown = sorted(k for k in (self.model_extra or {})
+                         if k not in ids and not k.lower().startswith(SYSTEM_PREFIX))
+        if unknown:
+            raise DataError(
+                f"{type(self).__name__}: unknown columns {unknown}; declared columns are "
+                f"{sorted(type(self).model_fields)}, id columns {list(ids)}: declare them on "
+                "the class or fix the names")
+        return self
 
     def __init_subclass__(cls, spec: FeatureSpec | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

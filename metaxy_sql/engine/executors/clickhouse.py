@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -119,9 +120,15 @@ class ClickHouseExecutor:
         self.lock = threading.RLock()
 
     @classmethod
-    def from_url(cls, url: str) -> ClickHouseExecutor:
-        """Connect to the store at ``url``; chdb databases are created when missing."""
+    def from_url(cls, url: str, *, create: bool = True) -> ClickHouseExecutor:
+        """Connect to the store at ``url``; chdb data paths and databases are created when
+        missing, unless ``create`` is false (then a missing one is a StoreConnectionError)."""
         target = parse_url(url)
+        path = target.client_args.get("dsn", "").removeprefix("chdb://")
+        if not create and target.embedded and path != "memory" and not Path(unquote(path)).is_dir():
+            raise StoreConnectionError(
+                f"store {target.masked_url}: data path {unquote(path)} does not exist; nothing "
+                "was created (only writing commands create a store); check the path")
         settings = dict(ClickHouseDialect.session_settings)
         try:
             client = clickhouse_connect.get_client(**target.client_args, settings=settings)
@@ -131,7 +138,7 @@ class ClickHouseExecutor:
                 + _hint(target, e)) from None
         try:
             check_version(client.query("SELECT version()").result_rows[0][0], target.masked_url)
-            _use_database(client, target)
+            _use_database(client, target, create)
         except ClickHouseError as e:
             client.close()
             raise StoreConnectionError(
@@ -255,10 +262,10 @@ def check_version(version: str, masked_url: str) -> None:
             "server")
 
 
-def _use_database(client: Any, target: Target) -> None:
+def _use_database(client: Any, target: Target, create: bool = True) -> None:
     quoted = ClickHouseDialect().quote(target.database)
     try:
-        if target.embedded:
+        if target.embedded and create:
             client.command(f"CREATE DATABASE IF NOT EXISTS {quoted}")
         found = client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
                              parameters={"db": target.database}).result_rows[0][0]

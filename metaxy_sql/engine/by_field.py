@@ -1,0 +1,223 @@
+"""Per-field columns (``metaxy_provenance_by_field``, ``metaxy_data_version_by_field``) in every
+form a writer may hold them, turned into one Arrow type: ``map<string, string>``.
+
+Accepted forms, per row: a mapping ``{field: value}`` (Arrow struct or map), a list of
+``(field, value)`` pairs (what ``to_pylist()`` and ``to_pandas()`` give for an Arrow map), a
+list of ``{"key": field, "value": value}`` (polars and Arrow list-of-struct), or null. Every
+conversion is vectorized over the Arrow buffers the caller already holds.
+
+>>> rows = [{"m": {"audio": "a1"}}, {"m": [("audio", "a2")]},
+...         {"m": [{"key": "audio", "value": "a3"}]}]
+>>> column = python_values("f", "m", [r["m"] for r in rows])
+>>> column.type, column.to_pylist()
+(MapType(map<string, string>), [[('audio', 'a1')], [('audio', 'a2')], [('audio', 'a3')]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from metaxy_sql.errors import DataError
+
+MAP_TYPE = pa.map_(pa.string(), pa.string())
+
+
+@dataclass
+class _Entries:
+    """A per-field column as flat entries: row ``r`` owns ``keys[offsets[r]:offsets[r+1]]``."""
+
+    offsets: np.ndarray  # int64, n + 1
+    keys: pa.Array
+    items: pa.Array
+    row_valid: np.ndarray  # bool, n
+
+
+def python_values(feature: str, column: str, values: Sequence[Any]) -> pa.Array:
+    """Python per-row values (mappings, lists of pairs or key/value dicts, None) as a map array.
+
+    Raises:
+        DataError: a value is none of the accepted forms, or a key or value is not a string.
+    """
+    pairs: list[list[tuple[Any, Any]] | None] = []
+    for row, value in enumerate(values):
+        pairs.append(None if value is None else _pairs(feature, column, row, value))
+    try:
+        return pa.array(pairs, type=MAP_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise DataError(f"feature {feature!r}: {column} must map field names to strings "
+                        f"({e})") from None
+
+
+def _pairs(feature: str, column: str, row: int, value: Any) -> list[tuple[Any, Any]]:
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, list | tuple):
+        out = []
+        for entry in value:
+            if isinstance(entry, Mapping) and set(entry) == {"key", "value"}:
+                out.append((entry["key"], entry["value"]))
+            elif isinstance(entry, list | tuple) and len(entry) == 2:
+                out.append((entry[0], entry[1]))
+            else:
+                raise DataError(
+                    f"feature {feature!r}: {column} in row {row} has entry {entry!r}; give a "
+                    "mapping {field: value}, (field, value) pairs or {'key': .., 'value': ..}")
+        return out
+    raise DataError(f"feature {feature!r}: {column} in row {row} is a {type(value).__name__}; "
+                    "give a mapping {field: value} or a list of (field, value) pairs")
+
+
+def to_map(arr: pa.ChunkedArray | pa.Array, feature: str, column: str) -> pa.Array:
+    """Any accepted Arrow form of a per-field column as ``map<string, string>`` (same rows,
+    null rows and null values kept; a struct's null children are absent keys).
+
+    Raises:
+        DataError: the Arrow type is not an accepted form, or keys/values are not strings.
+    """
+    entries = _entries(arr, feature, column)
+    return _build(entries, np.ones(len(entries.keys), dtype=bool), keep_null_rows=True)
+
+
+def normalize(arr: pa.ChunkedArray | pa.Array, feature: str, column: str,
+              fields: Sequence[str], *, complete: bool) -> pa.Array:
+    """Check a per-field column against the feature's fields; return it as a map.
+
+    ``complete`` (provenance): every row has a non-null value for every field. Otherwise
+    (data-version overrides): any subset of fields; a null row, an empty map and a null value
+    all mean "no override" and are dropped, so the engine falls back to the provenance.
+
+    Raises:
+        DataError: unknown field keys, a key given twice in one row, and with ``complete``
+            null rows, null values or missing fields (naming feature, column and fields).
+    """
+    e = _entries(arr, feature, column)
+    n = len(e.row_valid)
+    if e.keys.null_count:
+        raise DataError(f"feature {feature!r}: {column} has {e.keys.null_count} null keys")
+    index = pc.index_in(e.keys, value_set=pa.array(list(fields), pa.string()))
+    if index.null_count:
+        unknown = sorted(set(pc.filter(e.keys, pc.is_null(index)).to_pylist()))
+        raise DataError(f"feature {feature!r}: {column} has unknown field keys {unknown}; the "
+                        f"feature's fields are {list(fields)}")
+    counts = np.diff(e.offsets)
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    slots = rows * len(fields) + np.asarray(index.to_numpy(zero_copy_only=False), np.int64)
+    if len(np.unique(slots)) != len(slots):
+        raise DataError(f"feature {feature!r}: {column} names a field twice in one row; give "
+                        "each field once")
+    valid_items = np.asarray(pc.is_valid(e.items).to_numpy(zero_copy_only=False), bool)
+    if complete:
+        null_rows = int((~e.row_valid).sum())
+        if null_rows:
+            raise DataError(f"feature {feature!r}: {column} is null in {null_rows} rows; every "
+                            f"row needs {list(fields)}")
+        if not valid_items.all():
+            raise DataError(f"feature {feature!r}: {column} has {int((~valid_items).sum())} "
+                            "null values; give every field a string")
+        short = int((counts < len(fields)).sum())
+        if short:
+            present = np.zeros(n * len(fields), dtype=bool)
+            present[slots] = True
+            complete_field = np.asarray(present.reshape(n, len(fields)).all(axis=0), bool)
+            lacking = [f for i, f in enumerate(fields) if not complete_field[i]]
+            raise DataError(f"feature {feature!r}: {column} lacks fields {lacking} in {short} "
+                            f"rows; every row needs {list(fields)}")
+    return _build(e, valid_items, keep_null_rows=False)
+
+
+def _build(e: _Entries, keep: np.ndarray, *, keep_null_rows: bool) -> pa.Array:
+    n = len(e.row_valid)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(e.offsets))
+    keep = keep & e.row_valid[rows]  # a null row owns no entries, whatever its offsets say
+    kept = np.bincount(rows[keep], minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int32)
+    mask = pa.array(~e.row_valid) if keep_null_rows and not e.row_valid.all() else None
+    flags = pa.array(keep)
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), e.keys.filter(flags),
+                                   e.items.filter(flags), type=MAP_TYPE, mask=mask)
+
+
+def _entries(arr: pa.ChunkedArray | pa.Array, feature: str, column: str) -> _Entries:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+    typ, n = arr.type, len(arr)
+    row_valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), bool)
+    if pa.types.is_null(typ):
+        empty = pa.array([], pa.string())
+        return _Entries(np.zeros(n + 1, np.int64), empty, empty, row_valid)
+    if pa.types.is_struct(typ):
+        return _struct_entries(arr, feature, column, row_valid)
+    if pa.types.is_map(typ):
+        start, end = arr.offsets[0].as_py(), arr.offsets[-1].as_py()
+        return _Entries(_offsets(arr), _text(arr.keys[start:end], feature, column),
+                        _text(arr.items[start:end], feature, column), row_valid)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_list_view(typ):
+        arr = arr.cast(pa.large_list(typ.value_type)) if pa.types.is_list_view(typ) else arr
+        values = arr.values[arr.offsets[0].as_py():arr.offsets[-1].as_py()]
+        offsets = _offsets(arr)
+        vtype = values.type
+        if pa.types.is_struct(vtype) and sorted(vtype.field(i).name for i in range(
+                vtype.num_fields)) == ["key", "value"]:
+            return _Entries(offsets, _text(pc.struct_field(values, ["key"]), feature, column),
+                            _text(pc.struct_field(values, ["value"]), feature, column),
+                            row_valid)
+        if pa.types.is_list(vtype) or pa.types.is_large_list(vtype) or \
+                pa.types.is_fixed_size_list(vtype):
+            return _pair_entries(values, offsets, feature, column, row_valid)
+    raise DataError(f"feature {feature!r}: {column} must be a map of field -> string (or a "
+                    f"struct, or a list of (field, value) pairs), got {typ}")
+
+
+def _offsets(arr: pa.Array) -> np.ndarray:
+    """Row offsets relative to the first entry (null rows own no entries)."""
+    offsets = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), np.int64)
+    return np.asarray(offsets - offsets[0], np.int64)
+
+
+def _text(values: pa.Array, feature: str, column: str) -> pa.Array:
+    if pa.types.is_string(values.type):
+        return values
+    if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type) or \
+            pa.types.is_null(values.type):
+        return values.cast(pa.string())
+    raise DataError(f"feature {feature!r}: {column} must map field names to strings, got "
+                    f"{values.type} values")
+
+
+def _struct_entries(arr: pa.Array, feature: str, column: str,
+                    row_valid: np.ndarray) -> _Entries:
+    """Row-major entries of a struct: one per (row, struct field) whose value is not null."""
+    typ, n = arr.type, len(arr)
+    names = [typ.field(i).name for i in range(typ.num_fields)]
+    if not names:
+        empty = pa.array([], pa.string())
+        return _Entries(np.zeros(n + 1, np.int64), empty, empty, row_valid)
+    children = [_text(pc.struct_field(arr, [i]), feature, column) for i in range(len(names))]
+    order = (np.arange(len(names))[None, :] * n + np.arange(n)[:, None]).ravel()
+    items = pa.concat_arrays(children).take(pa.array(order))
+    present = np.asarray(pc.is_valid(items).to_numpy(zero_copy_only=False), bool)
+    present &= np.repeat(row_valid, len(names))
+    keys = pa.array(np.tile(np.array(names, dtype=object), n), pa.string())
+    counts = present.reshape(n, len(names)).sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    flags = pa.array(present)
+    return _Entries(offsets, keys.filter(flags), items.filter(flags), row_valid)
+
+
+def _pair_entries(values: pa.Array, offsets: np.ndarray, feature: str, column: str,
+                  row_valid: np.ndarray) -> _Entries:
+    """Entries given as two-element lists ``[field, value]``."""
+    lengths = pc.list_value_length(values)
+    if values.null_count or pc.any(pc.not_equal(lengths, 2)).as_py():
+        raise DataError(f"feature {feature!r}: {column} has entries that are not (field, value) "
+                        "pairs")
+    flat = pc.list_flatten(values)
+    flat = _text(flat, feature, column)
+    return _Entries(offsets, flat.take(pa.array(np.arange(0, len(flat), 2))),
+                    flat.take(pa.array(np.arange(1, len(flat), 2))), row_valid)
