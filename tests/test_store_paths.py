@@ -4,6 +4,8 @@ create a store (DuckDB files and chdb data paths/databases)."""
 
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,6 @@ from click.testing import CliRunner
 import metaxy_sql as mx
 from metaxy_sql.cli import cli
 from metaxy_sql.examples import seed
-from tests.engines import clickhouse
 
 ROWS = [{"sample_uid": f"v{i}", "metaxy_provenance_by_field": {"audio": "a", "frames": "f"}}
         for i in range(3)]
@@ -81,11 +82,14 @@ def test_writing_commands_still_create_the_store(project: Path) -> None:
     assert (project / "meta.db").is_file() and not (project / "sub" / "meta.db").exists()
 
 
-def test_connect_for_reading_needs_an_existing_duckdb_file(tmp_path: Path) -> None:
-    url = f"duckdb:///{tmp_path / 'none.db'}"
-    with pytest.raises(mx.StoreConnectionError, match=r"none\.db does not exist"):
-        mx.connect(url, graph=seed.graph, create=False)
-    assert not (tmp_path / "none.db").exists()
+def test_connect_for_reading_never_creates_a_store(engine: str) -> None:
+    """``create=False``: a DuckDB file, chdb database or Postgres schema that does not exist
+    is an error naming it, and is still missing afterwards."""
+    url = importlib.import_module(f"tests.engines.{engine}").fresh_url(
+        f"ro{os.getpid()}_{engine}")
+    for _ in range(2):
+        with pytest.raises(mx.StoreConnectionError, match="does not exist"):
+            mx.connect(url, graph=seed.graph, create=False)
     mx.connect(url, graph=seed.graph).close()  # writers create it
     mx.connect(url, graph=seed.graph, create=False).close()
 
@@ -96,11 +100,3 @@ def test_read_only_commands_never_create_a_chdb_store(tmp_path: Path) -> None:
                         "status")
     assert code == 1 and f"data path {missing} does not exist" in out
     assert not missing.exists()
-
-
-def test_connect_for_reading_needs_an_existing_chdb_database() -> None:
-    url = clickhouse.fresh_url("never_created")
-    with pytest.raises(mx.StoreConnectionError, match="'never_created' does not exist"):
-        mx.connect(url, graph=seed.graph, create=False)
-    mx.connect(url, graph=seed.graph).close()
-    mx.connect(url, graph=seed.graph, create=False).close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -98,6 +99,40 @@ def test_per_field_maps_in_any_form(make_store: StoreFactory, form: Any) -> None
     for row in store.read(V).to_pylist():
         assert as_dict(row[names.PROVENANCE_BY_FIELD]) == {"audio": "a", "frames": "f"}
         assert row[names.PROVENANCE] == hashing.sample_digest({"audio": "a", "frames": "f"})
+
+
+DV_FORMS = {
+    "struct": pa.array([{"frames": "X"}], pa.struct([("frames", pa.string())])),
+    "large_map": pa.array([[("frames", "X")]], pa.map_(pa.large_string(), pa.large_string())),
+    "key_value_structs": pa.array([[{"key": "frames", "value": "X"}]], pa.large_list(
+        pa.struct([("key", pa.large_string()), ("value", pa.large_string())]))),
+    "pairs": pa.array([[["frames", "X"]]], pa.list_(pa.list_(pa.string()))),
+    "struct_with_null": pa.array([{"audio": None, "frames": "X"}],
+                                 pa.struct([("audio", pa.string()), ("frames", pa.string())])),
+}
+
+
+@pytest.mark.parametrize("form", sorted(DV_FORMS))
+def test_arrow_forms_of_per_field_columns(make_store: StoreFactory, form: str) -> None:
+    store = make_store(GRAPH)
+    table = pa.table({"sample_uid": ["v1"],
+                      names.PROVENANCE_BY_FIELD: pa.array([[("audio", "a"), ("frames", "f")]],
+                                                          pa.map_(pa.string(), pa.string())),
+                      names.DATA_VERSION_BY_FIELD: DV_FORMS[form]})
+    store.write(V, table)
+    row = store.read(V).to_pylist()[0]
+    assert as_dict(row[names.DATA_VERSION_BY_FIELD]) == {"audio": "a", "frames": "X"}
+    assert row[names.DATA_VERSION] == hashing.sample_digest({"audio": "a", "frames": "X"})
+
+
+def test_pandas_records_with_array_values(make_store: StoreFactory) -> None:
+    """``df.to_dict("records")`` of a polars-made frame holds numpy arrays of pairs."""
+    store = make_store(GRAPH)
+    pairs = np.array([np.array(["audio", "a"], dtype=object),
+                      np.array(["frames", "f"], dtype=object)], dtype=object)
+    store.write(V, [{"sample_uid": "v1", names.PROVENANCE_BY_FIELD: pairs}])
+    row = store.read(V).to_pylist()[0]
+    assert as_dict(row[names.PROVENANCE_BY_FIELD]) == {"audio": "a", "frames": "f"}
 
 
 @pytest.mark.parametrize("bad", [

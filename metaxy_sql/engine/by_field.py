@@ -57,9 +57,13 @@ def python_values(feature: str, column: str, values: Sequence[Any]) -> pa.Array:
 def _pairs(feature: str, column: str, row: int, value: Any) -> list[tuple[Any, Any]]:
     if isinstance(value, Mapping):
         return list(value.items())
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()  # numpy arrays (pandas rows of a list column)
     if isinstance(value, list | tuple):
         out = []
         for entry in value:
+            if hasattr(entry, "tolist"):
+                entry = entry.tolist()
             if isinstance(entry, Mapping) and set(entry) == {"key", "value"}:
                 out.append((entry["key"], entry["value"]))
             elif isinstance(entry, list | tuple) and len(entry) == 2:

@@ -456,7 +456,7 @@ def _open_executor(url: str, create: bool) -> Executor:
     if scheme in ("postgresql", "postgres"):
         from metaxy_sql.engine.executors.postgres import PostgresExecutor
 
-        return PostgresExecutor.from_url(url)
+        return PostgresExecutor.from_url(url, create=create)
     raise ConfigError(
         f"store URL {url!r}: unsupported scheme {scheme!r}; use duckdb:///path.db, "
         "duckdb://:memory:, clickhouse://host:8123/db, chdb:///abs/path or "

@@ -83,7 +83,8 @@ def _connection_problem(e: psycopg.Error, url: str) -> str:
 class PostgresExecutor:
     engine = "postgres"
 
-    def __init__(self, conninfo: str, schema: str | None, url: str) -> None:
+    def __init__(self, conninfo: str, schema: str | None, url: str, *,
+                 create: bool = True) -> None:
         self.dialect: Dialect = PostgresDialect()
         self.url = url
         try:
@@ -95,18 +96,19 @@ class PostgresExecutor:
         self.lock = threading.RLock()
         self._codec = ArrowCodec()
         try:
-            self.schema = self._setup(schema)
+            self.schema = self._setup(schema, create)
         except BaseException:
             self.close()
             raise
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresExecutor:
-        """Open ``postgresql://user:password@host:port/database[?schema=name]``."""
+    def from_url(cls, url: str, *, create: bool = True) -> PostgresExecutor:
+        """Open ``postgresql://user:password@host:port/database[?schema=name]``; a missing
+        schema is created unless ``create`` is false (then it is a StoreConnectionError)."""
         conninfo, schema = _split_url(url)
-        return cls(conninfo, schema, mask_url(url))
+        return cls(conninfo, schema, mask_url(url), create=create)
 
-    def _setup(self, schema: str | None) -> str:
+    def _setup(self, schema: str | None, create: bool = True) -> str:
         encoding = self._scalar("SHOW server_encoding")
         if encoding != "UTF8":
             # octet_length() and md5() see the database encoding's bytes, the oracle UTF-8's.
@@ -117,6 +119,10 @@ class PostgresExecutor:
         if schema is None:
             return str(self._scalar("SELECT current_schema()"))
         if not self._scalar("SELECT count(*) FROM pg_namespace WHERE nspname = %s", schema):
+            if not create:
+                raise StoreConnectionError(
+                    f"store {self.url}: schema {schema!r} does not exist; nothing was created "
+                    "(only writing commands create a store); check ?schema=")
             self.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 pgsql.Identifier(schema)))
         self.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema)))
