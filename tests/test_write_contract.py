@@ -294,3 +294,22 @@ def test_unknown_data_version_field_is_refused(make_store: StoreFactory) -> None
                                                                           "frames": "f"},
                          names.DATA_VERSION_BY_FIELD: {"nope": "x"}}])
     assert store.read(V).num_rows == 0
+
+
+# -- the normalization itself (no engine): empty rows, null rows, many fields -----------------
+def test_normalize_rows_of_any_shape() -> None:
+    from metaxy_sql.engine import by_field
+
+    rows = [[("a", "1"), ("b", None)], [], None, [("b", "2")], [], None]
+    arr = pa.array(rows, by_field.MAP_TYPE)
+    got = by_field.normalize(arr, "f", "dv", ["a", "b"], complete=False).to_pylist()
+    assert got == [[("a", "1")], [], [], [("b", "2")], [], []]
+    many = [f"x{i:02d}" for i in range(70)]  # more fields than bits in one integer
+    full = pa.array([[(f, "v") for f in many]], by_field.MAP_TYPE)
+    assert by_field.normalize(full, "f", "p", many, complete=True).to_pylist() == full.to_pylist()
+    twice = pa.array([[("x00", "v"), ("x00", "w")]], by_field.MAP_TYPE)
+    with pytest.raises(mx.DataError, match="twice"):
+        by_field.normalize(twice, "f", "p", many, complete=False)
+    with pytest.raises(mx.DataError, match=r"lacks fields \['b'\] in 1 rows"):
+        by_field.normalize(pa.array([[("a", "1"), ("b", "2")], [("a", "3")]], by_field.MAP_TYPE),
+                           "f", "p", ["a", "b"], complete=True)

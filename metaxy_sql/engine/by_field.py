@@ -101,7 +101,6 @@ def normalize(arr: pa.ChunkedArray | pa.Array, feature: str, column: str,
             null rows, null values or missing fields (naming feature, column and fields).
     """
     e = _entries(arr, feature, column)
-    n = len(e.row_valid)
     if e.keys.null_count:
         raise DataError(f"feature {feature!r}: {column} has {e.keys.null_count} null keys")
     index = pc.index_in(e.keys, value_set=pa.array(list(fields), pa.string()))
@@ -110,11 +109,8 @@ def normalize(arr: pa.ChunkedArray | pa.Array, feature: str, column: str,
         raise DataError(f"feature {feature!r}: {column} has unknown field keys {unknown}; the "
                         f"feature's fields are {list(fields)}")
     counts = np.diff(e.offsets)
-    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
-    slots = rows * len(fields) + np.asarray(index.to_numpy(zero_copy_only=False), np.int64)
-    if len(np.unique(slots)) != len(slots):
-        raise DataError(f"feature {feature!r}: {column} names a field twice in one row; give "
-                        "each field once")
+    present = _fields_per_row(np.asarray(index.to_numpy(zero_copy_only=False), np.int64),
+                              e.offsets, len(fields), feature, column)
     valid_items = np.asarray(pc.is_valid(e.items).to_numpy(zero_copy_only=False), bool)
     if complete:
         null_rows = int((~e.row_valid).sum())
@@ -126,20 +122,19 @@ def normalize(arr: pa.ChunkedArray | pa.Array, feature: str, column: str,
                             "null values; give every field a string")
         short = int((counts < len(fields)).sum())
         if short:
-            present = np.zeros(n * len(fields), dtype=bool)
-            present[slots] = True
-            complete_field = np.asarray(present.reshape(n, len(fields)).all(axis=0), bool)
-            lacking = [f for i, f in enumerate(fields) if not complete_field[i]]
+            lacking = [f for i, f in enumerate(fields) if not present[:, i].all()]
             raise DataError(f"feature {feature!r}: {column} lacks fields {lacking} in {short} "
                             f"rows; every row needs {list(fields)}")
+    if arr.type == MAP_TYPE and e.row_valid.all() and valid_items.all():
+        return _combined(arr)  # already canonical: nothing to drop
     return _build(e, valid_items, keep_null_rows=False)
 
 
 def _build(e: _Entries, keep: np.ndarray, *, keep_null_rows: bool) -> pa.Array:
-    n = len(e.row_valid)
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(e.offsets))
-    keep = keep & e.row_valid[rows]  # a null row owns no entries, whatever its offsets say
-    kept = np.bincount(rows[keep], minlength=n)
+    counts = np.diff(e.offsets)
+    if (counts[~e.row_valid] > 0).any():  # a null row owns no entries, whatever its offsets say
+        keep = keep & np.repeat(e.row_valid, counts)
+    kept = _per_row(np.add, keep.astype(np.int64), e.offsets)
     offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int32)
     mask = pa.array(~e.row_valid) if keep_null_rows and not e.row_valid.all() else None
     flags = pa.array(keep)
@@ -147,9 +142,60 @@ def _build(e: _Entries, keep: np.ndarray, *, keep_null_rows: bool) -> pa.Array:
                                    e.items.filter(flags), type=MAP_TYPE, mask=mask)
 
 
-def _entries(arr: pa.ChunkedArray | pa.Array, feature: str, column: str) -> _Entries:
+def _per_row(ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``ufunc`` reduced over each row's entries (0 for a row without entries), without
+    materializing a row number per entry."""
+    counts = np.diff(offsets)
+    if len(values) == 0:
+        return np.zeros(len(counts), values.dtype)
+    if counts.all():
+        return np.asarray(ufunc.reduceat(values, offsets[:-1]), values.dtype)
+    out = np.zeros(len(counts), values.dtype)
+    filled = counts > 0  # reduceat over the rows owning entries: their starts increase strictly
+    out[filled] = ufunc.reduceat(values, offsets[:-1][filled])
+    return out
+
+
+def _fields_per_row(index: np.ndarray, offsets: np.ndarray, n_fields: int, feature: str,
+                    column: str) -> np.ndarray | _Bits:
+    """Which fields each row names, indexable as ``[:, field]``. Raises on a field named
+    twice in one row. One bit per field, summed and or-ed per row: they differ iff a bit
+    repeats."""
+    n = len(offsets) - 1
+    if n_fields > 62:  # more fields than bits: count (row, field) slots instead
+        slots = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets)) * n_fields + index
+        per_slot = np.bincount(slots, minlength=n * n_fields).reshape(n, n_fields)
+        twice = bool((per_slot > 1).any())
+        present: np.ndarray | _Bits = np.asarray(per_slot > 0, bool)
+    else:
+        bits = np.left_shift(np.int64(1), index)
+        ored = _per_row(np.bitwise_or, bits, offsets)
+        twice = bool((_per_row(np.add, bits, offsets) != ored).any())
+        present = _Bits(ored, n_fields)
+    if twice:
+        raise DataError(f"feature {feature!r}: {column} names a field twice in one row; give "
+                        "each field once")
+    return present
+
+
+class _Bits:
+    """Per-row field bit sets, read as a (rows x fields) boolean matrix only when needed."""
+
+    def __init__(self, ored: np.ndarray, n_fields: int) -> None:
+        self.ored, self.n_fields = ored, n_fields
+
+    def __getitem__(self, key: tuple[slice, int]) -> np.ndarray:
+        return np.asarray((self.ored >> np.int64(key[1])) & 1 == 1, bool)
+
+
+def _combined(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+        return arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+    return arr
+
+
+def _entries(arr: pa.ChunkedArray | pa.Array, feature: str, column: str) -> _Entries:
+    arr = _combined(arr)
     typ, n = arr.type, len(arr)
     row_valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), bool)
     if pa.types.is_null(typ):
