@@ -479,9 +479,9 @@ def connect(url: str, graph: FeatureGraph, *, hash_algorithm: HashAlgorithm = "s
         url: the store URL (a relative DuckDB path is relative to the working directory).
         graph: the feature definitions.
         hash_algorithm: ``"sha256"`` (default) or ``"md5"``.
-        create: ``True`` (default, for writers): an embedded store (DuckDB file, chdb data
-            path and database) that does not exist yet is created. ``False`` (readers): it
-            must exist, nothing is created.
+        create: ``True`` (default, for writers): a store that does not exist yet (DuckDB
+            file, chdb data path and database, Postgres ``?schema=``) is created. ``False``
+            (readers): it must exist, nothing is created.
 
     Raises:
         ConfigError: a malformed URL or unknown scheme.
