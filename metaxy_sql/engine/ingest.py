@@ -166,6 +166,11 @@ def check_column_names(columns: Sequence[str], feature: str, id_columns: Sequenc
 _ID_TIME_UNITS = ("s", "ms", "us")
 
 
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t)
+                or pa.types.is_string_view(t))
+
+
 def check_id_types(table: pa.Table, feature: str, id_columns: Sequence[str]) -> pa.Table:
     """Id columns are of a type with one canonical text on every engine
     (``hashing.id_text``): strings, integers, booleans, decimals, dates, timestamps.
