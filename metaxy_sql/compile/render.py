@@ -59,16 +59,24 @@ def resolve_sql(
 
 def compile_resolve(graph: FeatureGraph, key: str, dialect: Dialect, algorithm: HashAlgorithm,
                     catalog: Catalog, *, where: str | None = None,
-                    ids: Sequence[Any] | None = None) -> tuple[str, exp.Select]:
+                    ids: Sequence[Any] | None = None,
+                    subset: exp.Expr | None = None) -> tuple[str, exp.Select]:
     """The one compile step of a resolve: (definitions, feature, options, what the store
     holds) -> (SQL text with header, statement). Nothing is read from the store here.
+
+    ``subset``: a predicate over the increment's grain built by the caller (e.g. ``grain IN
+    (SELECT ...)`` of an incremental refresh), AND-ed with ``where``/``ids``.
 
     Raises:
         DefinitionError: ``where``/``ids`` are not a predicate over the increment's id
             columns, or a dependency filters on or carries a column its parent does not store.
         DataError: an aggregated parent stores an id column of a type refused as an id.
     """
-    subset = filters.subset_predicate(key, increment_grain(graph, key), where, ids)
+    user = filters.subset_predicate(key, increment_grain(graph, key), where, ids)
+    if user is not None and subset is not None:
+        subset = exp.and_(user, subset)
+    elif user is not None:
+        subset = user
     graph.check_upstream_columns(
         key, lambda parent: catalog.columns.get(names.table(parent), frozenset()))
     derived = dict(catalog.columns) if dialect.derives_field_columns else None

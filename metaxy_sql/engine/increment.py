@@ -137,12 +137,20 @@ class Increment:
         stale: samples written whose expected provenance differs (``metaxy_changed_fields``
             names the fields that changed).
         orphaned: samples written that are no longer expected.
+        mode: what ran: ``full`` (the full resolve statement), or the refresh of the
+            feature's incremental increment table it was read from: ``incremental``
+            (O(changes)) or ``rebuilt`` (the table was rebuilt in full; ``refresh.reason``
+            says why).
+        refresh: that refresh (``engine.incremental.Refresh``), or None.
     """
 
     def __init__(self, feature: str, statement: exp.Select, sql: str,
                  id_columns: tuple[str, ...], executor: Executor, *,
-                 carried: tuple[str, ...] = (), field_keys: tuple[str, ...] = ()) -> None:
+                 carried: tuple[str, ...] = (), field_keys: tuple[str, ...] = (),
+                 mode: str = "full", refresh: object = None) -> None:
         self.feature = feature
+        self.mode = "rebuilt" if mode == "full" and refresh is not None else mode
+        self.refresh = refresh
         self.statement = statement
         self._executor = executor
         self.sql = sql
@@ -168,7 +176,7 @@ class Increment:
         return self._executor.fetch(self._executor.dialect.render(self.statement))
 
     def __repr__(self) -> str:
-        return f"Increment(feature={self.feature!r})"
+        return f"Increment(feature={self.feature!r}, mode={self.mode!r})"
 
 
 def load_extension(name: str) -> Any:

@@ -30,16 +30,18 @@ from sqlglot import exp
 from metaxy_sql.compile import builder
 from metaxy_sql.compile.planner import (
     Catalog,
+    increment_grain,
     tables_needing_columns,
     tables_needing_id_types,
     tables_read,
 )
 from metaxy_sql.compile.render import compile_resolve
 from metaxy_sql.engine import frames, ingest, write_order
+from metaxy_sql.engine import incremental as incremental_mod
 from metaxy_sql.engine.executors.base import Executor
 from metaxy_sql.engine.increment import Increment, load_extension
 from metaxy_sql.errors import ConfigError, DataError, StoreConnectionError, WriteConflictError
-from metaxy_sql.model import names
+from metaxy_sql.model import filters, names
 from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.model.hashing import HashAlgorithm
 
@@ -81,7 +83,7 @@ class Store:
 
     # -- resolution -------------------------------------------------------------------------
     def resolve_update(self, feature: str, samples: Any = None, *, where: str | None = None,
-                       ids: Any = None) -> Increment:
+                       ids: Any = None, incremental: bool | None = None) -> Increment:
         """The increment of ``feature``: new, stale and orphaned samples (lazy).
 
         Args:
@@ -95,6 +97,16 @@ class Store:
                 parent ids of an expansion), e.g. ``"sample_uid LIKE 'v1%'"``.
             ids: partial resolution: an explicit list of ids (scalars for one id column, else
                 dicts or tuples). The result equals the full increment filtered to the subset.
+            incremental: ``None`` (default): when the feature has an incremental increment
+                table (``materialize --as incremental``), refresh it (O(changes)) and read
+                it; else run the full statement. ``False``: always the full statement.
+                ``True``: refresh (create on first use) the incremental table and read it.
+                The result is the same either way; ``Increment.mode`` says which ran.
+
+        Raises:
+            DataError: ``samples`` missing for a root feature, or given for another.
+            DefinitionError: ``where``/``ids`` are not over the increment's id columns.
+            ConfigError: ``incremental=True`` for a root feature.
         """
         spec = self.graph.spec(feature)
         sample_columns: tuple[str, ...] = ()
@@ -119,12 +131,32 @@ class Store:
             raise DataError(
                 f"feature {feature!r} has upstream features; its samples come from them. "
                 "Call resolve_update without samples=")
+        if incremental is not False and not self.graph.is_root(feature):
+            relation = incremental_mod.relation_name(feature)
+            if incremental or incremental_mod.exists(self.executor, relation):
+                return self._resolve_incremental(
+                    feature, relation, where, ids,
+                    tuple(t for d in spec.deps for _, t in d.carried()))
+        elif incremental:
+            incremental_mod.check_feature(self.graph, feature)
         catalog = dataclasses.replace(self.catalog(feature), sample_columns=sample_columns)
         sql, statement = compile_resolve(self.graph, feature, self.executor.dialect,
                                          self.hash_algorithm, catalog, where=where, ids=ids)
         carried = sample_columns or tuple(t for d in spec.deps for _, t in d.carried())
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
                          carried=carried, field_keys=self.graph.field_keys(feature))
+
+    def _resolve_incremental(self, feature: str, relation: str, where: str | None, ids: Any,
+                             carried: tuple[str, ...]) -> Increment:
+        report = incremental_mod.refresh(self, feature, relation)
+        subset = filters.subset_predicate(feature, increment_grain(self.graph, feature),
+                                          where, ids)
+        statement = incremental_mod.read_statement(relation, subset)
+        sql = (f"-- metaxy-sql resolve: {feature} ({report})\n"
+               + self.executor.dialect.render(statement) + "\n")
+        return Increment(feature, statement, sql, self.graph.spec(feature).id_columns,
+                         self.executor, carried=carried, field_keys=self.graph.field_keys(feature),
+                         mode=report.mode, refresh=report)
 
     def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog:
         """What the resolve of ``feature`` reads, as stored now: which of its tables exist
@@ -206,7 +238,8 @@ class Store:
 
         def attempt() -> None:
             with self.executor.transaction(), self._staged(feature, table):
-                if hard:
+                if hard:  # no write position: incremental increments rebuild in full
+                    incremental_mod.log_hard_delete(self.executor, names.table(feature), "begin")
                     stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
                                                     spec.id_columns, dialect=d)
                 else:
@@ -220,7 +253,9 @@ class Store:
                         self._pending(feature, builder.tombstones_select(
                             d, names.staged(feature), spec.id_columns, self._now(), position)))
                 self.executor.execute(d.render(stmt))
-                if not hard:
+                if hard:
+                    incremental_mod.log_hard_delete(self.executor, names.table(feature), "end")
+                else:
                     self._supersede(feature, after_insert=True)
 
         self._retrying(attempt)
@@ -305,7 +340,13 @@ class Store:
     def drop(self, feature: str) -> None:
         """Drop the table of ``feature`` with all its history. Irreversible."""
         self.graph.spec(feature)
-        self.executor.execute(self.executor.dialect.render(builder.drop_table(names.table(feature))))
+        table = names.table(feature)
+        if table not in self.executor.tables():
+            return
+        with self.executor.transaction():
+            incremental_mod.log_hard_delete(self.executor, table, "begin")
+            self.executor.execute(self.executor.dialect.render(builder.drop_table(table)))
+            incremental_mod.log_hard_delete(self.executor, table, "end")
 
     def render(self, feature: str) -> str:
         """The resolve SQL of ``feature`` as this store would run it."""

@@ -163,3 +163,16 @@ def increment_relation(feature_key: str, prefix: str = "",
 def member_entry_column(field_key: str) -> str:
     """Per-field member entry (ids and data version) of an aggregated parent."""
     return f"metaxy_member__{field_key}"
+#: Incremental increments: one row per refresh (definition fingerprint and the watermark of
+#: every table the increment reads), see ``engine.incremental``.
+INCREMENTAL_STATE = f"{SYSTEM_TABLE_PREFIX}incremental"
+#: Hard deletes and drops of feature tables (they take no write position): an incremental
+#: increment reading such a table is rebuilt in full.
+HARD_DELETES = f"{SYSTEM_TABLE_PREFIX}hard_deletes"
+#: Column of ClickHouse's persisted insert block number (``enable_block_number_column``).
+BLOCK_NUMBER = "_block_number"
+
+
+def touched(relation: str) -> str:
+    """Session-local relation holding the grain ids a refresh of ``relation`` re-resolves."""
+    return f"metaxy_touched__{relation}"

@@ -70,6 +70,9 @@ class Dialect:
     #: True (no transactions): positions are appended to that table as a log; two concurrent
     #: writes may share one, and ``insert_order`` breaks the tie.
     write_order_log: bool = False
+    #: Column whose value orders a table's rows by the time they became visible: the rows
+    #: past a refresh's watermark are exactly those written since (``compile.incremental``).
+    watermark_column: str = "metaxy_write_seq"
 
     # -- types ------------------------------------------------------------------------------
     text_type = "TEXT"
@@ -118,7 +121,7 @@ class Dialect:
                   id_columns: Sequence[str], field_keys: Sequence[str] = ()) -> list[exp.Expr]:
         """``CREATE TABLE IF NOT EXISTS`` of a feature table."""
         return [exp.Create(kind="TABLE", exists=True, this=self.column_schema(
-            table, columns, self.derived_columns(field_keys)))]
+            table, columns, self.derived_columns(field_keys))), *self.write_seq_index(table)]
 
     def cluster_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
                           id_columns: Sequence[str], cluster: str,
@@ -287,6 +290,34 @@ class Dialect:
         """Create or atomically replace ``table`` with the rows of ``select`` (run in one
         transaction)."""
         return [exp.Create(kind="TABLE", replace=True, this=table, expression=select)]
+
+    def temporary_table_as(self, table: exp.Table, select: exp.Select) -> exp.Create:
+        """A session-local table holding the rows of ``select`` (dropped by the caller)."""
+        return exp.Create(kind="TABLE", this=table, expression=select,
+                          properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
+
+    #: Schema of session-local tables (DuckDB's ``temp``), so a drop never finds another table.
+    temporary_schema: str = "temp"
+
+    def drop_temporary(self, name: str) -> exp.Drop:
+        """Drop the session-local table ``name`` (from ``temporary_table_as``) if it exists."""
+        table = exp.Table(this=exp.to_identifier(name, quoted=True),
+                          db=exp.to_identifier(self.temporary_schema, quoted=True))
+        return exp.Drop(tables=[table], kind="TABLE", exists=True)
+
+    def incremental_table_ddl(self, table: exp.Table, select: exp.Select,
+                              grain: Sequence[str]) -> list[exp.Expr]:
+        """Create or atomically replace an incremental increment table with the rows of
+        ``select``; a refresh then deletes and inserts rows by ``grain`` (run in one
+        transaction). DuckDB: rows stay in insertion order, and its zone maps prune
+        ``grain IN (...)`` scans by row group; no index needed."""
+        return self.snapshot_ddl(table, select)
+
+    def write_seq_index(self, table: exp.Table) -> list[exp.Expr]:
+        """Statements indexing a feature table's write positions (``rows written since W``).
+        None by default: DuckDB appends in write order, so its zone maps (min/max per row
+        group) already skip row groups written before W."""
+        return []
 
     def system_table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
                          order_by: Sequence[str]) -> exp.Create:

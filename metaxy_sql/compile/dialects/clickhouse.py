@@ -35,6 +35,11 @@ class ClickHouseDialect(Dialect):
     write_seq_type = "Int64"
     # No transactions, so no counter row to lock: write positions are appended to a log.
     write_order_log = True
+    # Write positions need not follow commit order here (no transactions): a refresh's
+    # watermark is the insert block number instead, persisted per row by the table settings
+    # below. A plain MergeTree numbers a part when it commits it, under the table's parts
+    # lock, so parts become visible in block-number order (engine.incremental).
+    watermark_column = names.BLOCK_NUMBER
     python_types = {
         str: "String", int: "Int64", float: "Float64", bool: "Bool",
         dt.datetime: "DateTime64(6, 'UTC')",
@@ -182,6 +187,31 @@ class ClickHouseDialect(Dialect):
         props = exp.Properties(expressions=[
             exp.EngineProperty(this=exp.var(self.table_engine)),
             exp.Order(expressions=[exp.Ordered(this=exp.Tuple(expressions=[]))])])
+        return [exp.Create(kind="TABLE", replace=True, this=table, expression=select,
+                           properties=props)]
+
+    def temporary_table_as(self, table: exp.Table, select: exp.Select) -> exp.Create:
+        # A temporary table needs an engine; Memory lives in the session like staged rows.
+        return exp.Create(kind="TABLE", this=table, expression=select,
+                          properties=exp.Properties(expressions=[
+                              exp.TemporaryProperty(), exp.EngineProperty(this=exp.var("Memory"))]))
+
+    def drop_temporary(self, name: str) -> exp.Drop:
+        # Temporary tables live outside every database: DROP TEMPORARY TABLE finds only them.
+        return exp.Drop(tables=[exp.Table(this=exp.to_identifier(name, quoted=True))],
+                        kind="TABLE", exists=True, temporary=True)
+
+    def incremental_table_ddl(self, table: exp.Table, select: exp.Select,
+                              grain: Sequence[str]) -> list[exp.Expr]:
+        # Refreshes delete rows with lightweight DELETE, which (in the session's
+        # lightweight_update_force mode) needs the block number and offset columns.
+        # ORDER BY tuple(): join_use_nulls makes the increment's columns Nullable.
+        props = exp.Properties(expressions=[
+            exp.EngineProperty(this=exp.var(self.table_engine)),
+            exp.Order(expressions=[exp.Ordered(this=exp.Tuple(expressions=[]))]),
+            exp.SettingsProperty(expressions=[
+                exp.EQ(this=exp.var(k), expression=exp.Literal.number(v))
+                for k, v in self.table_settings])])
         return [exp.Create(kind="TABLE", replace=True, this=table, expression=select,
                            properties=props)]
 

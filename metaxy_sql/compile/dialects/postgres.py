@@ -13,6 +13,7 @@ from sqlglot import exp
 
 from metaxy_sql.compile.dialects.base import Dialect, IdKind, call, lit
 from metaxy_sql.errors import UnsupportedByDialectError
+from metaxy_sql.model import names
 from metaxy_sql.model.hashing import HashAlgorithm
 
 #: Longest identifier Postgres keeps; longer ones are silently truncated (NAMEDATALEN - 1).
@@ -24,6 +25,7 @@ class PostgresDialect(Dialect):
     sqlglot_dialect = "postgres"
 
     map_type = "JSONB"
+    temporary_schema = "pg_temp"
     timestamp_type = "TIMESTAMP"
 
     def write_lock(self, table: str) -> exp.Expr | None:
@@ -94,6 +96,16 @@ class PostgresDialect(Dialect):
             this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=ordered)]),
             separator=lit(""))
 
+    def write_seq_index(self, table: exp.Table) -> list[exp.Expr]:
+        # A B-tree on the write position: a refresh reads only the rows written since its
+        # watermark (an index range scan instead of a sequential scan of the table).
+        return [_index(table, [names.WRITE_SEQ], "write_seq")]
+
+    def incremental_table_ddl(self, table: exp.Table, select: exp.Select,
+                              grain: Sequence[str]) -> list[exp.Expr]:
+        # A refresh deletes the rows of the touched grain ids: a B-tree on them.
+        return [*self.snapshot_ddl(table, select), _index(table, grain, "grain")]
+
     def snapshot_ddl(self, table: exp.Table, select: exp.Select) -> list[exp.Expr]:
         # No CREATE OR REPLACE TABLE; DDL is transactional, so drop + create in one
         # transaction replaces the snapshot atomically.
@@ -108,3 +120,16 @@ class PostgresDialect(Dialect):
                     f"identifier {ident.name!r} is longer than Postgres's {MAX_IDENTIFIER_BYTES}"
                     " bytes; shorten the feature, field or column name")
         return super().render(expression, pretty)
+
+
+def _index(table: exp.Table, columns: Sequence[str], role: str) -> exp.Create:
+    """``CREATE INDEX IF NOT EXISTS <table>__<role> ON table (columns)``; names longer than
+    Postgres keeps are shortened with a digest so they stay unique."""
+    name = f"{table.name}__{role}"
+    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        digest = hashlib.sha256(table.name.encode()).hexdigest()[:12]
+        name = f"{table.name.encode()[:40].decode(errors='ignore')}__{digest}__{role}"
+    return exp.Create(kind="INDEX", exists=True, this=exp.Index(
+        this=exp.to_identifier(name, quoted=True), table=table.copy(),
+        params=exp.IndexParameters(columns=[exp.Ordered(this=exp.column(c, quoted=True))
+                                            for c in columns])))

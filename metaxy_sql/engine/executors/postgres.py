@@ -246,6 +246,8 @@ class PostgresExecutor:
             pgsql.Identifier(_index_name(table)), pgsql.Identifier(table),
             pgsql.SQL(", ").join(pgsql.Identifier(c) for c in id_columns),
             pgsql.Identifier(names.SUPERSEDED)))
+        for index in self.dialect.write_seq_index(table_ref(table)):
+            self.execute(self.dialect.render(index))
 
     # -- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager

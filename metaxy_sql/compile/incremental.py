@@ -1,0 +1,129 @@
+"""SQL of incremental increments: which grain ids changed since a set of watermarks, and the
+statements that replace those ids' rows in a maintained increment table.
+
+A *watermark* of a feature table is a position in its write order: ``metaxy_write_seq`` on
+engines with transactions (positions follow commit order there), the insert block number on
+ClickHouse (``Dialect.watermark_column``; see ``engine.incremental`` for why). Every write and
+soft delete (tombstone) takes a position, so the rows past a watermark name every id whose
+latest state may have changed since; hard deletes take none and force a full rebuild.
+
+>>> from metaxy_sql.compile.dialects import get_dialect
+>>> from metaxy_sql.compile.planner import plan_feature
+>>> from metaxy_sql.examples.seed import graph
+>>> d = get_dialect("duckdb")
+>>> plan = plan_feature(graph, "video/face_crop")
+>>> sql = d.render(touched_select(d, plan, {"video__full": 3, "video__face_crop": 7}))
+>>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
+SELECT "sample_uid" FROM "video__face_crop" WHERE "metaxy_write_seq" > 7
+UNION
+SELECT "sample_uid" FROM "video__full" WHERE "metaxy_write_seq" > 3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlglot import exp
+
+from metaxy_sql.compile.builder import col, ids_in, ids_of, table_ref
+from metaxy_sql.compile.dialects.base import Dialect, lit
+from metaxy_sql.compile.planner import FeaturePlan
+from metaxy_sql.model import names
+
+#: Column of the write-order table naming the feature table (see ``builder.write_order_ddl``).
+_TABLE_NAME = "table_name"
+
+
+def _since(d: Dialect, mark: int) -> exp.Expr:
+    return exp.GT(this=col(d.watermark_column), expression=exp.Literal.number(mark))
+
+
+def touched_select(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]) -> exp.Select:
+    """Grain ids of ``plan.feature`` whose increment rows may differ from those computed at
+    watermarks ``marks`` (feature table -> watermark; tables not listed are not read).
+
+    - the feature's own rows written or deleted since (mapped to the grain: for an expansion,
+      the parent ids of the children);
+    - identity and expansion parents: the ids of their rows written since (the grain columns
+      are among the parent's id columns);
+    - aggregation parents: the group of *every* stored row of a member written since, so a
+      member that moved contributes its old group (from its earlier rows) and its new one.
+
+    Rows written past the watermarks but before the statement runs are included too: a superset
+    of the changed ids re-resolves exactly.
+    """
+    grain = plan.grain or plan.id_columns
+    parts: list[exp.Select] = []
+    if plan.table in marks:
+        parts.append(ids_of(plan.table, grain).where(_since(d, marks[plan.table])))
+    for u in plan.upstreams:
+        if u.is_samples or u.relation not in marks:
+            continue
+        since = _since(d, marks[u.relation])
+        if u.lineage == "aggregation":
+            moved = ids_of(u.relation, u.member_ids).where(since)
+            parts.append(ids_of(u.relation, grain).where(ids_in(u.member_ids, moved)))
+        else:
+            parts.append(ids_of(u.relation, grain).where(since))
+    if not parts:
+        return ids_of(plan.table, grain).where(exp.false())
+    result: exp.Select = parts[0]
+    for p in parts[1:]:
+        result = exp.union(result, p, distinct=True)  # type: ignore[assignment]
+    return result
+
+
+def touched_subset(grain: Sequence[str], relation: str) -> exp.Expr:
+    """The partial-resolution predicate ``grain IN (SELECT grain FROM relation)``."""
+    return ids_in(grain, ids_of(relation, grain))
+
+
+def counters_select(tables: Sequence[str]) -> exp.Select:
+    """The write-order counter of each of ``tables`` (engines with counter rows)."""
+    return exp.select(col(_TABLE_NAME), col(names.WRITE_SEQ)).from_(
+        table_ref(names.WRITE_ORDER)).where(
+        exp.In(this=col(_TABLE_NAME), expressions=[lit(t) for t in tables]))
+
+
+def max_mark(d: Dialect, table: str) -> exp.Select:
+    """The greatest watermark-column value of ``table`` (0 when empty)."""
+    return exp.select(exp.Coalesce(this=exp.Max(this=col(d.watermark_column)),
+                                   expressions=[exp.Literal.number(0)])).from_(table_ref(table))
+
+
+def unsettled_mark(d: Dialect, table: str, id_columns: Sequence[str], mark: int) -> exp.Select:
+    """The least block past ``mark`` holding an id whose newest row is still superseded: a
+    write appended but not yet settled (``builder.settle_superseded``). No row when none.
+
+    Engines that supersede after the append (ClickHouse) show such a write only once settled,
+    without a new block; the refresh keeps its watermark below it so the next one re-reads it.
+    """
+    ids = [col(c) for c in id_columns]
+    order = [col(names.WRITE_SEQ), *d.insert_order(),
+             *[col(c) for c in (names.CREATED_AT, names.DELETED, names.DATA_VERSION)]]
+    recent = ids_of(table, id_columns).where(_since(d, mark))
+    newest = d.latest_per_id(
+        table_ref(table), ids, [*[c.copy() for c in ids], col(names.SUPERSEDED),
+                                exp.alias_(col(d.watermark_column), "mark", quoted=True)],
+        [d.order_desc(c.copy()) for c in order]).where(ids_in(id_columns, recent))
+    # ORDER BY ... LIMIT 1, not MIN(): ClickHouse's MIN over no rows is 0, not NULL.
+    return exp.select(col("mark")).from_(newest.subquery("newest")).where(
+        col(names.SUPERSEDED)).order_by(col("mark")).limit(1)
+
+
+def hard_delete_counts() -> exp.Select:
+    """Per feature table and phase (``begin``/``end``): the number of hard deletes logged."""
+    return exp.select(col(_TABLE_NAME), col("phase"),
+                      exp.alias_(exp.Count(this=exp.Star()), "n", quoted=True)).from_(
+        table_ref(names.HARD_DELETES)).group_by(col(_TABLE_NAME), col("phase"))
+
+
+def delete_touched(table: str, grain: Sequence[str], touched: str) -> exp.Delete:
+    """Remove the rows of the touched grain ids from an increment table."""
+    return exp.delete(table_ref(table), where=touched_subset(grain, touched))
+
+
+def insert_resolved(table: str, statement: exp.Select) -> exp.Insert:
+    """Append the rows of a (partial) resolve statement to an increment table."""
+    return exp.insert(exp.select(exp.Star()).from_(statement.subquery(names.RESOLVED)),
+                      table_ref(table))
