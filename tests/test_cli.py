@@ -100,3 +100,16 @@ def test_entrypoint_with_feature_classes(runner: CliRunner, tmp_path: Path) -> N
     (tmp_path / "metaxy-sql.toml").write_text('entrypoints = ["my_features"]\n')
     out = run(runner, "graph")
     assert out.splitlines()[0].startswith("v  ids=['id']") and "c  ids=['id']  deps: v" in out
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("broken.jsonl", b"{bad\n"), ("empty.jsonl", b""), ("broken.parquet", b"xx")])
+def test_unreadable_samples_file_is_one_line(runner: CliRunner, tmp_path: Path, name: str,
+                                             content: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    run(runner, *SEED, "--store", "duckdb:///meta.db", "push")  # the store exists
+    out = run(runner, *SEED, "--store", "duckdb:///meta.db", "resolve", "video/full",
+              "--samples", str(path), code=1)
+    assert out.count("\n") == 1 and out.startswith(f"error: --samples {path}: cannot read it")
+    assert "Traceback" not in out

@@ -14,7 +14,7 @@ import pyarrow as pa
 from metaxy_sql.compile.dialects import DIALECTS, get_dialect
 from metaxy_sql.compile.render import resolve_sql
 from metaxy_sql.engine.store import Store, connect
-from metaxy_sql.errors import ConfigError, MetaxySqlError
+from metaxy_sql.errors import ConfigError, DataError, MetaxySqlError
 from metaxy_sql.model import names
 from metaxy_sql.model.config import Config, load_config, load_graph
 from metaxy_sql.model.graph import FeatureGraph
@@ -172,11 +172,15 @@ def _read_samples(path: Path) -> pa.Table:
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
-    if path.suffix == ".parquet":
-        return pq.read_table(path)
-    if path.suffix in (".jsonl", ".json", ".ndjson"):
-        return pj.read_json(path)
-    raise ConfigError(f"--samples {path}: use a .parquet or .jsonl file")
+    if path.suffix not in (".parquet", ".jsonl", ".json", ".ndjson"):
+        raise ConfigError(f"--samples {path}: use a .parquet or .jsonl file")
+    try:
+        return pq.read_table(path) if path.suffix == ".parquet" else pj.read_json(path)
+    except (pa.ArrowException, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"--samples {path}: cannot read it as "
+                        f"{'parquet' if path.suffix == '.parquet' else 'JSON lines'} "
+                        f"({first}); write one JSON object per line, or a parquet file") from None
 
 
 @cli.command()
