@@ -113,3 +113,29 @@ def test_unreadable_samples_file_is_one_line(runner: CliRunner, tmp_path: Path, 
               "--samples", str(path), code=1)
     assert out.count("\n") == 1 and out.startswith(f"error: --samples {path}: cannot read it")
     assert "Traceback" not in out
+
+
+def test_chdb_path_held_by_another_process_says_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "chdb"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, metaxy_sql as mx; from metaxy_sql.examples import seed; "
+        f"s = mx.connect('chdb://{path}', graph=seed.graph); print('open', flush=True); "
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        started = time.monotonic()
+        second = subprocess.run([sys.executable, "-c", (
+            "import sys; from metaxy_sql.cli import main; sys.argv = ['metaxy-sql', '-e', "
+            f"'metaxy_sql.examples.seed', '--store', 'chdb://{path}', 'status']; main()")],
+            capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1, (second.stdout, second.stderr, time.monotonic() - started)
+        ours = [line for line in (second.stdout + second.stderr).splitlines()
+                if line.startswith("error:")]
+        assert len(ours) == 1 and "one process's at a time" in ours[0], second.stderr
+    finally:
+        holder.kill()
+        holder.wait()

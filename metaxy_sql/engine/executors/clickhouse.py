@@ -292,6 +292,10 @@ def _hint(target: Target, e: ClickHouseError) -> str:
     if "already initialized with path" in text:
         return ("; chdb opens one data path per process: close the other chdb stores first "
                 "(or use the same path with another ?database=)")
+    if target.embedded and "EmbeddedServer" in text:
+        # chdb locks its data directory: a second process gets this (DESIGN.md engine facts).
+        return ("; the chdb data path is probably held by another process (a chdb path is one "
+                "process's at a time): close that process, or give this one another path")
     if target.embedded:
         return ""
     if "server response" in text:  # it answered, but refused the driver's first queries
