@@ -67,7 +67,14 @@ def _from_rows(rows: list[Mapping[str, Any]], feature: str) -> pa.Table:
     dict, another a list of pairs: Arrow's inference would refuse the mix)."""
     present = [c for c in ACCEPTED_SYSTEM_COLUMNS if any(c in r for r in rows)]
     maps = {c: by_field.python_values(feature, c, [r.get(c) for r in rows]) for c in present}
-    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in maps} for r in rows])
+    rest = [{k: v for k, v in r.items() if k not in maps} for r in rows]
+    # Every key of every row (from_pylist reads the first row's keys only).
+    keys = dict.fromkeys(k for r in rest for k in r)
+    try:
+        table = (pa.Table.from_pydict({k: [r.get(k) for r in rest] for k in keys}) if keys
+                 else pa.Table.from_pylist(rest))
+    except (pa.ArrowException, UnicodeError, OverflowError, TypeError) as e:
+        raise _locate(rest, feature, e) from None
     if table.num_columns == 0 and maps:  # rows with nothing but per-field columns
         return pa.Table.from_arrays(list(maps.values()), names=list(maps))
     for c, column in maps.items():
@@ -81,6 +88,37 @@ def _by_field_as_maps(table: pa.Table, feature: str) -> pa.Table:
             table = table.set_column(table.column_names.index(c), c,
                                      by_field.to_map(table.column(c), feature, c))
     return table
+
+
+def _locate(rows: list[Any], feature: str, error: BaseException) -> DataError:
+    """The column and first row that ``pa.Table.from_pylist(rows)`` cannot convert."""
+    for name in dict.fromkeys(k for r in rows for k in r):
+        values = [r.get(name) for r in rows]
+        if _converts(values):
+            continue
+        lo, hi = 0, len(values)  # the shortest failing prefix ends at the bad row
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if _converts(values[:mid]) else (lo, mid)
+        row = hi - 1
+        try:
+            pa.array(values[:hi])
+        except Exception as e:  # noqa: BLE001 - reported below
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        kinds = sorted({type(v).__name__ for v in values if v is not None})
+        hint = (f"values of several types ({', '.join(kinds)}) in one column; use one type"
+                if len(kinds) > 1 else "fix the value")
+        return DataError(f"feature {feature!r}: column {name!r} row {row}: {values[row]!r} "
+                         f"cannot be stored ({detail}); {hint}")
+    return DataError(f"feature {feature!r}: rows cannot be converted to Arrow: {error}")
+
+
+def _converts(values: list[Any]) -> bool:
+    try:
+        pa.array(values)
+    except (pa.ArrowException, UnicodeError, OverflowError, TypeError):
+        return False
+    return True
 
 
 def check_ids(table: pa.Table, feature: str, id_columns: Sequence[str], *, unique: bool) -> None:

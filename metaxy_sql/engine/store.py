@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from metaxy_sql.compile import builder
@@ -36,12 +37,13 @@ from metaxy_sql.compile.planner import (
     tables_read,
 )
 from metaxy_sql.compile.render import compile_resolve
-from metaxy_sql.engine import frames, ingest, write_order
+from metaxy_sql.engine import coltypes, frames, ingest, system, write_order
 from metaxy_sql.engine import incremental as incremental_mod
 from metaxy_sql.engine.executors.base import Executor
 from metaxy_sql.engine.increment import Increment, load_extension
 from metaxy_sql.errors import ConfigError, DataError, StoreConnectionError, WriteConflictError
 from metaxy_sql.model import filters, names
+from metaxy_sql.model.definitions import SYSTEM_PREFIX
 from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.model.hashing import HashAlgorithm
 
@@ -126,6 +128,7 @@ class Store:
             sample_columns = tuple(c for c in table.column_names if c not in spec.id_columns
                                    and c not in ingest.ACCEPTED_SYSTEM_COLUMNS)
             table = table.select([*spec.id_columns, names.PROVENANCE_BY_FIELD, *sample_columns])
+            table = self._conform_ids(feature, table)
             self.executor.stage(names.samples(feature), table)
         elif samples is not None:
             raise DataError(
@@ -195,6 +198,11 @@ class Store:
         self._check_user_columns(feature, table)
         if table.num_rows == 0:
             return 0
+        coltypes.check_text(table, feature)
+        table, new_types = coltypes.conform(
+            table, feature, [c for c in table.column_names
+                             if c not in ingest.ACCEPTED_SYSTEM_COLUMNS],
+            self.column_types(feature))
         user_columns = [c for c in table.column_names
                         if c not in spec.id_columns and c not in ingest.ACCEPTED_SYSTEM_COLUMNS]
         d = self.executor.dialect
@@ -211,6 +219,7 @@ class Store:
         def attempt() -> None:
             with self.executor.transaction(), self._staged(feature, table):
                 self._ensure_table(feature, select(0, self._now()), user_columns)
+                self._record_types(feature, new_types)
                 position = self._begin_write(feature)
                 self._supersede(feature, after_insert=False)
                 self.executor.execute(d.render(builder.insert(
@@ -234,6 +243,7 @@ class Store:
         table = table.select(list(spec.id_columns))
         if table.num_rows == 0 or names.table(feature) not in self.executor.tables():
             return 0
+        table = self._conform_ids(feature, table)
         d = self.executor.dialect
 
         def attempt() -> None:
@@ -271,7 +281,8 @@ class Store:
         if query is None:
             spec = self.graph.spec(feature)
             return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
-        return self.executor.fetch(self.executor.dialect.render(query))
+        result = self.executor.fetch(self.executor.dialect.render(query))
+        return coltypes.restore(result, self.column_types(feature))
 
     def iter_batches(self, feature: str, *, history: bool = False,
                      batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
@@ -279,7 +290,9 @@ class Store:
         feature was never written)."""
         query = self._read_query(feature, history)
         if query is not None:
-            yield from self.executor.batches(self.executor.dialect.render(query), batch_size)
+            types = self.column_types(feature)
+            for batch in self.executor.batches(self.executor.dialect.render(query), batch_size):
+                yield from coltypes.restore(pa.Table.from_batches([batch]), types).to_batches()
 
     def read_polars(self, feature: str, *, history: bool = False) -> Any:
         """:meth:`read` as an eager ``polars.DataFrame``; the by-field maps are structs with
@@ -328,6 +341,30 @@ class Store:
                        and c not in (names.DELETED, names.SUPERSEDED, names.WRITE_SEQ)]
             query = builder.read_latest(table, spec.id_columns, columns)
         return query
+
+    def column_types(self, feature: str) -> dict[str, pa.DataType]:
+        """Stored Arrow type of each id and user column whose type is fixed (see README,
+        "Column types"): recorded, else declared by the feature class, else (tables written
+        before types were recorded) as the engine reads the column back."""
+        types: dict[str, pa.DataType] = {}
+        for column, annotation in self.graph.user_columns(feature).items():
+            declared = coltypes.declared_type(annotation)
+            if declared is not None:
+                types[column] = declared
+        records = system.read_all(self.executor, names.COLUMN_TYPES, "recorded_at")
+        if records.num_rows:
+            recorded: dict[str, pa.DataType] = {}
+            for r in records.filter(pc.equal(records.column("feature"), feature)).to_pylist():
+                recorded.setdefault(str(r["column"]), coltypes.decode(str(r["arrow_type"])))
+            types.update(recorded)
+        table = names.table(feature)
+        if table in self.executor.tables():
+            unknown = [c for c in self.executor.columns(table)
+                       if c not in types and not c.startswith(SYSTEM_PREFIX)
+                       and not names.is_per_field_column(c)]
+            if unknown:
+                types |= _engine_types(self.executor, table, unknown)
+        return types
 
     def count(self, feature: str) -> int:
         """Number of live samples of ``feature`` (latest state), counted in the engine."""
@@ -411,6 +448,22 @@ class Store:
         if missing:
             raise DataError(f"feature {feature!r}: rows lack the declared columns {missing}")
 
+    def _conform_ids(self, feature: str, table: pa.Table) -> pa.Table:
+        """Id columns cast to their stored types (rows compared with stored ids)."""
+        stored = {c: t for c, t in self.column_types(feature).items()
+                  if c in self.graph.spec(feature).id_columns}
+        coltypes.check_text(table, feature)
+        return coltypes.conform(table, feature, list(stored), stored)[0]
+
+    def _record_types(self, feature: str, types: dict[str, pa.DataType]) -> None:
+        if not types:
+            return
+        system.ensure(self.executor, names.COLUMN_TYPES, _TYPE_COLUMNS, ["feature", "column"])
+        for column, t in sorted(types.items()):
+            system.append(self.executor, names.COLUMN_TYPES, _TYPE_COLUMNS, {
+                "feature": feature, "column": column, "arrow_type": coltypes.encode(t),
+                "type": str(t), "recorded_at": self._now()})
+
     def _ensure_table(self, feature: str, select: Any, user_columns: list[str]) -> None:
         table, d = names.table(feature), self.executor.dialect
         created = table not in self.executor.tables()
@@ -462,6 +515,25 @@ class Store:
             now = self._last_time + dt.timedelta(microseconds=1)
         self._last_time = now
         return now.isoformat(sep=" ", timespec="microseconds")
+
+
+_TYPE_COLUMNS = (("feature", system.TEXT), ("column", system.TEXT), ("arrow_type", system.TEXT),
+                 ("type", system.TEXT), ("recorded_at", system.TIMESTAMP))
+
+
+def _engine_types(executor: Executor, table: str, columns: list[str]) -> dict[str, pa.DataType]:
+    """Stored types of columns no record covers, as the engine reads them back."""
+    query = exp.select(*[builder.col(c) for c in columns]).from_(builder.table_ref(table))
+    schema = executor.fetch(executor.dialect.render(query.limit(0))).schema
+    out = {}
+    for f in schema:
+        try:
+            t = coltypes.canonical(f.type)
+        except coltypes.TypeRefused:
+            continue
+        if t is not None:
+            out[f.name] = t
+    return out
 
 
 class _Staged:

@@ -113,6 +113,9 @@ class FieldSpec(_Model):
     @field_validator("code_version", mode="before")
     @classmethod
     def _code_version(cls, v: Any) -> Any:
+        if isinstance(v, str) and "\x00" in v:
+            # It is hashed in SQL text; Postgres cuts a statement at NUL.
+            raise ValueError(f"code_version {v!r} contains a NUL character (U+0000); remove it")
         return str(v) if isinstance(v, int) else v
 
 

@@ -53,6 +53,9 @@ def parse_filter(text: str, what: str) -> exp.Expr:
     """
     if not isinstance(text, str) or not text.strip():
         raise DefinitionError(f"{what}: a predicate must be a non-empty SQL string")
+    if "\x00" in text:
+        raise DefinitionError(f"{what} ({text!r}) contains a NUL character (U+0000), which no "
+                              "store can compare or hold; remove it")
     try:
         tree = _parse(text)
     except (ParseError, ValueError) as e:
@@ -106,6 +109,8 @@ def qualify(predicate: exp.Expr, table: str) -> exp.Expr:
 def literal(value: Any) -> exp.Expr:
     """A SQL literal of an id value (strings and integers; booleans and floats refused)."""
     if isinstance(value, str):
+        if "\x00" in value:
+            raise TypeError(f"{value!r} contains a NUL character (U+0000), which no store holds")
         return exp.Literal.string(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return exp.Literal.number(value)

@@ -145,6 +145,8 @@ GRAPH_SNAPSHOTS = f"{SYSTEM_TABLE_PREFIX}graph_snapshots"
 MATERIALIZATIONS = f"{SYSTEM_TABLE_PREFIX}materializations"
 #: Write order: the last position handed out per feature table (see ``engine.write_order``).
 WRITE_ORDER = f"{SYSTEM_TABLE_PREFIX}write_order"
+#: One row per id/user column when its type is first fixed: feature, column, Arrow type.
+COLUMN_TYPES = f"{SYSTEM_TABLE_PREFIX}column_types"
 #: Default suffix of a materialized increment: ``video__face_crop__increment``.
 INCREMENT_SUFFIX = "__increment"
 

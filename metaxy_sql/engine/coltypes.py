@@ -1,0 +1,314 @@
+"""Column types of feature tables: declared or fixed by the first real write, then recorded.
+
+Every id and user column has one *stored type*, an Arrow type from a small canonical set
+(``int64``, ``float64``, ``bool``, ``string``, ``binary``, ``decimal128(p, s)``,
+``timestamp[us]``, ``timestamp[us, tz=UTC]``, ``date32``, and ``list``/``struct``/``map`` of
+those). It comes from the feature class's annotation when there is one, else from the first
+write whose column has a real type (an all-null column, Arrow ``null``, leaves it open), and is
+recorded in the system table :data:`metaxy_sql.model.names.COLUMN_TYPES`.
+
+A later write is cast to the stored type only along the widenings of :data:`WIDENINGS`, each
+checked value by value (pyarrow's safe cast), so nothing is rounded, truncated or nulled;
+anything else is refused with a :class:`~metaxy_sql.errors.DataError` naming the feature, the
+column, both types and the fix. Reads cast back to the stored type (engines that keep nested
+values as JSON text, Postgres, are parsed back here).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from metaxy_sql.errors import DataError
+
+#: Given type family -> stored type families it widens into (checked value by value).
+WIDENINGS = {
+    "int": ("int", "float", "decimal"),
+    "float": ("float",),
+    "decimal": ("decimal",),
+}
+#: The Python annotations a feature class may declare, as stored types.
+_DECLARED: dict[Any, pa.DataType] = {
+    int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(),
+    bytes: pa.binary(), dt.date: pa.date32(),
+}
+_MAX_DECIMAL_PRECISION = 38  # DuckDB's limit; ClickHouse and Postgres hold more
+
+
+class TypeRefused(Exception):  # noqa: N818 - internal signal, turned into a DataError
+    """A type outside the canonical set."""
+
+
+def canonical(t: pa.DataType) -> pa.DataType | None:
+    """The stored type of a given Arrow type; ``None`` for ``null`` (no type yet).
+
+    Raises:
+        TypeRefused: the type has no stored form (time, duration, union, nested null...).
+    """
+    if pa.types.is_null(t):
+        return None
+    if pa.types.is_dictionary(t):
+        return canonical(t.value_type)
+    if pa.types.is_boolean(t):
+        return pa.bool_()
+    if pa.types.is_integer(t):
+        return pa.int64()
+    if pa.types.is_floating(t):
+        return pa.float64()
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t) \
+            or pa.types.is_fixed_size_binary(t):
+        return pa.binary()
+    if pa.types.is_decimal(t):
+        if t.precision > _MAX_DECIMAL_PRECISION:
+            raise TypeRefused(f"{t} (at most {_MAX_DECIMAL_PRECISION} digits)")
+        return pa.decimal128(t.precision, t.scale)
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC" if t.tz else None)
+    if pa.types.is_date(t):
+        return pa.date32()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) \
+            or pa.types.is_list_view(t):
+        return pa.list_(_nested(t.value_type, t))
+    if pa.types.is_struct(t):
+        if t.num_fields == 0:
+            raise TypeRefused(f"{t} (a struct needs fields)")
+        return pa.struct([pa.field(t.field(i).name, _nested(t.field(i).type, t))
+                          for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(_nested(t.key_type, t), _nested(t.item_type, t))
+    raise TypeRefused(str(t))
+
+
+def _nested(child: pa.DataType, parent: pa.DataType) -> pa.DataType:
+    stored = canonical(child)
+    if stored is None:
+        raise TypeRefused(f"{parent} (a nested value has no type: every one is null)")
+    return stored
+
+
+def _family(t: pa.DataType) -> str:
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    return str(t)
+
+
+def fits(given: pa.DataType, stored: pa.DataType) -> bool:
+    """True when values of (canonical) type ``given`` may be cast into ``stored``."""
+    if given == stored:
+        return True
+    if pa.types.is_list(given) and pa.types.is_list(stored):
+        return fits(given.value_type, stored.value_type)
+    if pa.types.is_map(given) and pa.types.is_map(stored):
+        return fits(given.key_type, stored.key_type) and fits(given.item_type, stored.item_type)
+    if pa.types.is_struct(given) and pa.types.is_struct(stored):
+        names_ = [given.field(i).name for i in range(given.num_fields)]
+        if names_ != [stored.field(i).name for i in range(stored.num_fields)]:
+            return False
+        return all(fits(given.field(i).type, stored.field(i).type)
+                   for i in range(given.num_fields))
+    return _family(stored) in WIDENINGS.get(_family(given), ())
+
+
+def declared_type(annotation: Any) -> pa.DataType | None:
+    """The stored type a feature class annotation fixes (``None``: the first write decides).
+
+    ``int``, ``float``, ``str``, ``bool``, ``bytes``, ``datetime.date``, ``list[X]`` of those and
+    ``X | None``. Other annotations (``datetime``, whose zone is not known, ``Decimal``, whose
+    scale is not known, models, ``Any``) leave the type to the first real write.
+    """
+    if annotation in _DECLARED:
+        return _DECLARED[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        real = [a for a in args if a is not type(None)]
+        return declared_type(real[0]) if len(real) == 1 else None
+    if origin is list and len(args) == 1:
+        item = declared_type(args[0])
+        return pa.list_(item) if item is not None else None
+    return None
+
+
+def encode(t: pa.DataType) -> str:
+    """A stored type as text that :func:`decode` reads back exactly (Arrow IPC schema)."""
+    return base64.b64encode(pa.schema([pa.field("t", t)]).serialize().to_pybytes()).decode()
+
+
+def decode(text: str) -> pa.DataType:
+    """The stored type written by :func:`encode`."""
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+    return schema.field("t").type
+
+
+def conform(table: pa.Table, feature: str, columns: Sequence[str],
+            stored: Mapping[str, pa.DataType]) -> tuple[pa.Table, dict[str, pa.DataType]]:
+    """Cast ``columns`` of ``table`` to their stored types; fix the types of new columns.
+
+    Returns the table to write (open columns, all-null and never typed, left out) and the
+    types to record (columns written with a real type for the first time).
+
+    Raises:
+        DataError: a column's type does not fit its stored type, a value does not survive
+            the widening, or the type has no stored form.
+    """
+    new: dict[str, pa.DataType] = {}
+    for name in columns:
+        given = table.column(name).type
+        try:
+            target = canonical(given)
+        except TypeRefused as e:
+            raise DataError(
+                f"feature {feature!r}: column {name!r} has Arrow type {e}, which no store "
+                "holds; convert it to a number, string, boolean, binary, decimal, timestamp, "
+                "date, or a list, struct or map of those") from None
+        if name in stored:
+            if target is not None and not fits(target, stored[name]):
+                raise _mismatch(feature, name, stored[name], given)
+            target = stored[name]
+        elif target is None:
+            table = table.drop_columns([name])
+            continue
+        else:
+            new[name] = target
+        if table.column(name).type != target:
+            table = table.set_column(table.column_names.index(name), name,
+                                     _cast(table.column(name), target, feature, name, stored))
+    return table, new
+
+
+def _cast(column: pa.ChunkedArray, target: pa.DataType, feature: str, name: str,
+          stored: Mapping[str, pa.DataType]) -> pa.ChunkedArray:
+    if pa.types.is_timestamp(column.type) and column.type.tz and target.tz:
+        column = column.cast(pa.timestamp(column.type.unit, tz=target.tz))  # same instants
+    try:
+        return column.cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        detail = str(e).splitlines()[0]
+        if name in stored:
+            raise DataError(
+                f"feature {feature!r}: column {name!r} is stored as {target}; a value given as "
+                f"{column.type} does not fit exactly ({detail}); write values of {target}"
+            ) from None
+        raise DataError(f"feature {feature!r}: column {name!r} ({column.type}) cannot be "
+                        f"stored as {target} exactly: {detail}") from None
+
+
+def _mismatch(feature: str, name: str, stored: pa.DataType, given: pa.DataType) -> DataError:
+    return DataError(
+        f"feature {feature!r}: column {name!r} is stored as {stored}, given {given}; write "
+        f"values of {stored} (widening is only lossless: int -> float/decimal, "
+        "narrower -> wider) or store this data under another column name")
+
+
+def check_text(table: pa.Table, feature: str) -> None:
+    """Every string, nested ones included, is valid UTF-8 without NUL (U+0000).
+
+    Postgres text cannot hold NUL, so it is refused on every engine alike.
+
+    Raises:
+        DataError: naming the column and the first bad row.
+    """
+    for name in table.column_names:
+        column = table.column(name)
+        for chunk_rows, values in _strings(column):
+            try:
+                values.validate(full=True)
+            except pa.ArrowInvalid:
+                raise DataError(f"feature {feature!r}: column {name!r} holds text that is not "
+                                "valid UTF-8; fix the encoding") from None
+            bad = pc.match_substring(values, "\x00")
+            if pc.any(bad).as_py():
+                index = pc.index(bad, True).as_py()
+                raise DataError(
+                    f"feature {feature!r}: column {name!r} row {chunk_rows(index)} contains a "
+                    "NUL character (U+0000), which stores cannot hold; remove it")
+
+
+def _strings(column: pa.ChunkedArray) -> list[tuple[Any, pa.Array]]:
+    """(position -> row, string values) for every string array inside ``column``."""
+    out: list[tuple[Any, pa.Array]] = []
+    offset = 0
+    for chunk in column.chunks:
+        out.extend((_shift(offset, rows), values) for rows, values in _walk(chunk))
+        offset += len(chunk)
+    return out
+
+
+def _shift(offset: int, rows: Any) -> Any:
+    return lambda i: offset + rows(i)
+
+
+def _walk(arr: pa.Array) -> list[tuple[Any, pa.Array]]:
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return [(lambda i: i, arr)]
+    if pa.types.is_struct(t):
+        return [x for i in range(t.num_fields) for x in _walk(arr.field(i))]
+    if pa.types.is_map(t):  # as list<struct<key, value>>, which flattens
+        entries = pa.StructArray.from_arrays([arr.keys, arr.items], ["key", "value"])
+        arr = pa.ListArray.from_arrays(arr.offsets, entries, mask=arr.is_null())
+        t = arr.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        parents = arr.value_parent_indices()
+        return [(_via(parents, rows), v) for rows, v in _walk(arr.flatten())]
+    return []
+
+
+def _via(parents: pa.Array, rows: Any) -> Any:
+    return lambda i: parents[rows(i)].as_py()
+
+
+# -- reads --------------------------------------------------------------------------------
+_json = threading.local()
+
+
+def restore(table: pa.Table, stored: Mapping[str, pa.DataType]) -> pa.Table:
+    """``table`` (read from an engine) with each recorded column cast to its stored type."""
+    for i, name in enumerate(table.column_names):
+        target = stored.get(name)
+        column = table.column(name)
+        if target is None or column.type == target:
+            continue
+        if _is_text(column.type) and (pa.types.is_nested(target)):
+            column = _from_json(column, target)
+        elif pa.types.is_timestamp(column.type) and pa.types.is_timestamp(target) \
+                and column.type.tz and target.tz:
+            column = column.cast(pa.timestamp(column.type.unit, tz=target.tz))
+        table = table.set_column(i, name, column.cast(target))
+    return table
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _from_json(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """Parse JSON text (as written from the same Arrow type by DuckDB's ``to_json``)."""
+    con = getattr(_json, "con", None)
+    if con is None:
+        con = _json.con = duckdb.connect()
+    con.register("metaxy_type", pa.table({"v": pa.array([], target)}))
+    try:
+        duck_type = con.sql("DESCRIBE metaxy_type").fetchall()[0][1]
+    finally:
+        con.unregister("metaxy_type")
+    con.register("metaxy_json", pa.table({"v": column}))
+    try:
+        out = con.sql(f"SELECT CAST(CAST(v AS JSON) AS {duck_type}) AS v FROM metaxy_json")
+        return restore(out.to_arrow_table(), {"v": target}).column("v")
+    finally:
+        con.unregister("metaxy_json")

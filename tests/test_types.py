@@ -1,0 +1,158 @@
+"""Column types: declared or fixed by the first real write, recorded, never coerced silently."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import metaxy_sql as mx
+from metaxy_sql.examples import seed
+
+KEY = "video/full"
+PBF = {"audio": "a", "frames": "f"}
+
+
+def row(uid: Any, **user: Any) -> dict[str, Any]:
+    return {"sample_uid": uid, "metaxy_provenance_by_field": PBF, **user}
+
+
+def live(store: mx.Store, column: str) -> dict[Any, Any]:
+    table = store.read(KEY)
+    return dict(zip(table.column("sample_uid").to_pylist(), table.column(column).to_pylist(),
+                    strict=True))
+
+
+def test_string_into_int_column_is_refused_not_nulled(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row("v1", n=5)])
+    with pytest.raises(mx.DataError, match=r"video/full.*column 'n'.*stored as int64.*"
+                                           r"given string"):
+        store.write(KEY, [row("v2", n="five")])
+    assert live(store, "n") == {"v1": 5}
+
+
+def test_float_into_int_column_is_refused_not_rounded(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row("v1", n=5)])
+    with pytest.raises(mx.DataError, match=r"column 'n'.*stored as int64.*given double"):
+        store.write(KEY, [row("v2", n=5.7)])
+    store.write(KEY, [row("v2", n=7)])
+    assert live(store, "n") == {"v1": 5, "v2": 7}
+
+
+def test_narrower_ints_widen_losslessly(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row("v1", n=5)])
+    store.write(KEY, pa.table({"sample_uid": ["v2"], "metaxy_provenance_by_field": [PBF],
+                               "n": pa.array([-3], pa.int8())}))
+    table = store.read(KEY)
+    assert table.schema.field("n").type == pa.int64()
+    assert live(store, "n") == {"v1": 5, "v2": -3}
+
+
+def test_all_null_first_write_leaves_the_type_open(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row("v1", caption=None), row("v2", caption=None)])
+    store.write(KEY, [row("v3", caption="a cat")])
+    table = store.read(KEY)
+    assert table.schema.field("caption").type == pa.string()
+    assert live(store, "caption") == {"v1": None, "v2": None, "v3": "a cat"}
+    # Now fixed: a later write of another type is refused.
+    with pytest.raises(mx.DataError, match=r"column 'caption'.*stored as string.*given int64"):
+        store.write(KEY, [row("v4", caption=3)])
+
+
+def test_id_type_change_is_one_typed_line(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row(5)])
+    with pytest.raises(mx.DataError) as info:
+        store.write(KEY, [row("x")])
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'sample_uid'" in message and "int64" in message and "string" in message
+    assert live(store, "sample_uid") == {5: 5}
+
+
+def test_resolve_where_on_int_ids_is_one_line(make_store: Any, tmp_path: Any) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row(5)])
+    with pytest.raises(mx.DataError):
+        store.write(KEY, [row("x")])
+    inc = store.resolve_update("video/face_crop", where="sample_uid = 5")
+    assert inc.counts() == {"new": 1, "stale": 0, "orphaned": 0}
+
+
+@pytest.mark.parametrize(("rows", "match"), [
+    ([row("v\ud800")], r"column 'sample_uid'.*row 0.*surrogate"),
+    ([row("v1"), row("v2", caption="x\udfff")], r"column 'caption'.*row 1.*surrogate"),
+    ([row("v1", n=1), row("v2", n="two")], r"column 'n'.*row 1"),
+    ([{"sample_uid": "v1", "metaxy_provenance_by_field": {"audio": "a\ud800", "frames": "f"}}],
+     r"column 'metaxy_provenance_by_field'.*row 0.*surrogate"),
+    ([row("v\x001")], r"column 'sample_uid'.*row 0.*NUL"),
+    ([row("v1", caption="a\x00b")], r"column 'caption'.*row 0.*NUL"),
+])
+def test_invalid_values_are_data_errors(make_store: Any, rows: list[dict[str, Any]],
+                                        match: str) -> None:
+    store = make_store(seed.graph)
+    with pytest.raises(mx.DataError, match=match):
+        store.write(KEY, rows)
+
+
+def test_reads_return_the_written_types(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    schema = pa.schema([
+        ("sample_uid", pa.string()),
+        ("metaxy_provenance_by_field", pa.map_(pa.string(), pa.string())),
+        ("price", pa.decimal128(12, 3)),
+        ("box", pa.struct([("x", pa.int64()), ("label", pa.string())])),
+        ("tags", pa.list_(pa.string())),
+        ("at", pa.timestamp("us")),
+        ("at_tz", pa.timestamp("us", tz="UTC")),
+        ("day", pa.date32()),
+        ("ok", pa.bool_()),
+        ("score", pa.float64()),
+    ])
+    data = pa.Table.from_pylist([{
+        "sample_uid": "v1", "metaxy_provenance_by_field": list(PBF.items()),
+        "price": decimal.Decimal("12.345"), "box": {"x": 3, "label": "cat"},
+        "tags": ["a", "b"], "at": dt.datetime(2024, 1, 2, 3, 4, 5, 6),
+        "at_tz": dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+        "day": dt.date(2024, 1, 2), "ok": True, "score": 0.1}], schema=schema)
+    store.write(KEY, data)
+    table = store.read(KEY)
+    for name in ["price", "box", "tags", "at", "at_tz", "day", "ok", "score"]:
+        assert table.schema.field(name).type == schema.field(name).type, name
+        assert table.column(name).to_pylist() == data.column(name).to_pylist(), name
+
+
+def test_declared_type_decides_before_any_write(make_store: Any) -> None:
+    class Clip(mx.BaseFeature, spec=mx.FeatureSpec(
+            key="clip", id_columns=["sample_uid"], fields=[mx.FieldSpec(key="audio")])):
+        sample_uid: str
+        frames: int | None
+
+    graph = mx.FeatureGraph([Clip])
+    store = make_store(graph)
+    rows = [{"sample_uid": "c1", "frames": None,
+             "metaxy_provenance_by_field": {"audio": "a"}}]
+    store.write("clip", rows)
+    assert store.read("clip").schema.field("frames").type == pa.int64()
+    with pytest.raises(mx.DataError, match=r"clip.*column 'frames'.*stored as int64.*given string"):
+        store.write("clip", [rows[0] | {"sample_uid": "c2", "frames": "many"}])
+
+
+@pytest.mark.parametrize("kwargs", [{"where": "sample_uid = 'a\x00b'"}, {"ids": ["a\x00b"]}])
+def test_nul_in_where_or_ids_is_refused(make_store: Any, kwargs: dict[str, Any]) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row("v1")])
+    with pytest.raises(mx.DefinitionError, match=r"video/face_crop.*NUL"):
+        store.resolve_update("video/face_crop", **kwargs)
+
+
+def test_nul_in_code_version_is_refused() -> None:
+    with pytest.raises(Exception, match=r"code_version.*NUL"):
+        mx.FieldSpec(key="audio", code_version="1\x00")
