@@ -129,6 +129,16 @@ def test_reads_return_the_written_types(make_store: Any) -> None:
         assert table.column(name).to_pylist() == data.column(name).to_pylist(), name
 
 
+def test_decimals_keep_every_digit(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    value = decimal.Decimal("1234567890123456789012345678.0123456789")
+    store.write(KEY, pa.table({"sample_uid": ["v1"], "metaxy_provenance_by_field": [PBF],
+                               "amount": pa.array([value], pa.decimal128(38, 10))}))
+    table = store.read(KEY)
+    assert table.schema.field("amount").type == pa.decimal128(38, 10)
+    assert table.column("amount").to_pylist() == [value]
+
+
 def test_declared_type_decides_before_any_write(make_store: Any) -> None:
     class Clip(mx.BaseFeature, spec=mx.FeatureSpec(
             key="clip", id_columns=["sample_uid"], fields=[mx.FieldSpec(key="audio")])):

@@ -44,7 +44,7 @@ _DECLARED: dict[Any, pa.DataType] = {
 _MAX_DECIMAL_PRECISION = 38  # DuckDB's limit; ClickHouse and Postgres hold more
 
 
-class TypeRefused(Exception):  # noqa: N818 - internal signal, turned into a DataError
+class TypeRefused(Exception):
     """A type outside the canonical set."""
 
 

@@ -100,10 +100,10 @@ def _locate(rows: list[Any], feature: str, error: BaseException) -> DataError:
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if _converts(values[:mid]) else (lo, mid)
-        row = hi - 1
+        row, detail = hi - 1, "unknown"
         try:
             pa.array(values[:hi])
-        except Exception as e:  # noqa: BLE001 - reported below
+        except (pa.ArrowException, UnicodeError, OverflowError, TypeError) as e:
             detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         kinds = sorted({type(v).__name__ for v in values if v is not None})
         hint = (f"values of several types ({', '.join(kinds)}) in one column; use one type"

@@ -156,7 +156,8 @@ class PostgresExecutor:
         probe = f"SELECT * FROM ({sql}\n) AS {quote('metaxy_probe')} LIMIT 0"
         with self.lock, self._errors(sql), self.conn.cursor() as cur:
             cur.execute(probe)
-            return [ResultColumn(d.name, d.type_code) for d in cur.description or []]
+            return [ResultColumn(d.name, d.type_code, d.precision, d.scale)
+                    for d in cur.description or []]
 
     @staticmethod
     def _as_text(sql: str, columns: list[ResultColumn]) -> str:

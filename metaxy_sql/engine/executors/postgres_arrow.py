@@ -45,6 +45,8 @@ class ResultColumn:
 
     name: str
     type_oid: int
+    precision: int | None = None
+    scale: int | None = None
 
     def server_text(self) -> str:
         """Expression over the query's column that yields text the reader can parse."""
@@ -59,7 +61,10 @@ class ResultColumn:
 
     def duck_expr(self) -> str:
         q = quote(self.name)
-        if self.type_oid in _DUCK_CASTS:
+        if self.type_oid == _NUMERIC and self.precision and self.precision <= 38:
+            # numeric(p, s) holds exact decimals: never through DOUBLE.
+            expr = f"CAST({q} AS DECIMAL({self.precision}, {self.scale or 0}))"
+        elif self.type_oid in _DUCK_CASTS:
             expr = f"CAST({q} AS {_DUCK_CASTS[self.type_oid]})"
         elif self.type_oid in (_TEXT_ARRAY, _VARCHAR_ARRAY):
             expr = f"CAST(CAST({q} AS JSON) AS VARCHAR[])"
@@ -143,7 +148,9 @@ def pg_type(field: pa.Field) -> str:
         return "integer"
     if pa.types.is_int64(t) or pa.types.is_uint32(t):
         return "bigint"
-    if pa.types.is_uint64(t) or pa.types.is_decimal(t):
+    if pa.types.is_decimal(t):
+        return f"numeric({t.precision}, {t.scale})"
+    if pa.types.is_uint64(t):
         return "numeric"
     if pa.types.is_float16(t) or pa.types.is_float32(t):
         return "real"
