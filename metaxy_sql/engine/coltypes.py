@@ -187,7 +187,16 @@ def conform(table: pa.Table, feature: str, columns: Sequence[str],
         if table.column(name).type != target:
             table = table.set_column(table.column_names.index(name), name,
                                      _cast(table.column(name), target, feature, name, stored))
+        _check_no_null_list(table.column(name), feature, name)
     return table, new
+
+
+def _check_no_null_list(column: pa.ChunkedArray, feature: str, name: str) -> None:
+    # ClickHouse arrays and maps are never NULL (a NULL would come back as []): refused alike.
+    if (pa.types.is_list(column.type) or pa.types.is_map(column.type)) and column.null_count:
+        row = pc.index(column.is_null(), True).as_py()
+        raise DataError(f"feature {feature!r}: column {name!r} row {row} is NULL; a list or map "
+                        "value cannot be NULL on every engine; write an empty one instead")
 
 
 def _cast(column: pa.ChunkedArray, target: pa.DataType, feature: str, name: str,
