@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import importlib
+import os
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 
 import metaxy_sql as mx
+from metaxy_sql.cli import cli
 from metaxy_sql.examples import seed
 
 KEY = "video/full"
@@ -166,3 +170,19 @@ def test_nul_in_where_or_ids_is_refused(make_store: Any, kwargs: dict[str, Any])
 def test_nul_in_code_version_is_refused() -> None:
     with pytest.raises(Exception, match=r"code_version.*NUL"):
         mx.FieldSpec(key="audio", code_version="1\x00")
+
+
+def test_cli_resolve_on_int_ids_prints_one_line(engine: str) -> None:
+    url = importlib.import_module(f"tests.engines.{engine}").fresh_url(
+        f"cli_types_{os.getpid()}")
+    with mx.connect(url, graph=seed.graph) as store:
+        store.write(KEY, [row(5)])
+        with pytest.raises(mx.DataError):
+            store.write(KEY, [row("x")])
+    runner = CliRunner()
+    base = ["-e", "metaxy_sql.examples.seed", "--store", url]
+    ok = runner.invoke(cli, [*base, "resolve", "video/face_crop", "--where", "sample_uid = 5"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.splitlines()[0] == "video/face_crop: new 1, stale 0, orphaned 0"
+    bad = runner.invoke(cli, [*base, "resolve", "video/face_crop", "--where", "sample_uid = 'x'"])
+    assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1, bad.output

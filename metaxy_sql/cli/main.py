@@ -14,7 +14,7 @@ import pyarrow as pa
 from metaxy_sql.compile.dialects import DIALECTS, get_dialect
 from metaxy_sql.compile.render import resolve_sql
 from metaxy_sql.engine.store import Store, connect
-from metaxy_sql.errors import ConfigError, DataError, MetaxySqlError
+from metaxy_sql.errors import ConfigError, DataError, ExecutionError, MetaxySqlError
 from metaxy_sql.model import names
 from metaxy_sql.model.config import Config, load_config, load_graph
 from metaxy_sql.model.graph import FeatureGraph
@@ -52,9 +52,14 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MetaxySqlError as e:
-            if "--debug" in sys.argv:
+            debug = "--debug" in sys.argv
+            if debug:
                 traceback.print_exc()
-            click.echo(f"error: {e}", err=True)
+            if isinstance(e, ExecutionError) and not debug:
+                # One line: the engine's reason; the statement only on request.
+                click.echo(f"error: {e.engine}: {e.reason} (--debug shows the SQL)", err=True)
+            else:
+                click.echo(f"error: {e}", err=True)
             ctx.exit(1)
 
 
