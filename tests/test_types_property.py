@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import metaxy_sql as mx
+from tests.conftest import examples
 
 _keys = itertools.count()
 _text = st.text(alphabet=st.sampled_from(list("aZé🎧\x00|:,;\"'\\\n\t ")), max_size=6)
@@ -44,8 +45,9 @@ def columns(draw: st.DrawFn) -> tuple[pa.DataType, list[Any]]:
 
 
 def refused(t: pa.DataType, values: list[Any]) -> bool:
-    """The documented rule: text holding NUL, and NULL lists, are refused; nothing else."""
-    return any(_has_nul(v) for v in values) or (pa.types.is_list(t) and None in values)
+    """The documented rule: text holding NUL, and NULL lists or structs, are refused; nothing
+    else."""
+    return any(_has_nul(v) for v in values) or (pa.types.is_nested(t) and None in values)
 
 
 def _has_nul(value: Any) -> bool:
@@ -56,7 +58,7 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(columns())
 def test_user_columns_round_trip_or_are_refused(make_store: Any,

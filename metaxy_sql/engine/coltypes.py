@@ -192,11 +192,13 @@ def conform(table: pa.Table, feature: str, columns: Sequence[str],
 
 
 def _check_no_null_list(column: pa.ChunkedArray, feature: str, name: str) -> None:
-    # ClickHouse arrays and maps are never NULL (a NULL would come back as []): refused alike.
-    if (pa.types.is_list(column.type) or pa.types.is_map(column.type)) and column.null_count:
+    # ClickHouse arrays, maps and tuples are never NULL (a NULL comes back as [] or a tuple
+    # of NULLs): refused alike on every engine.
+    if pa.types.is_nested(column.type) and column.null_count:
         row = pc.index(column.is_null(), True).as_py()
-        raise DataError(f"feature {feature!r}: column {name!r} row {row} is NULL; a list or map "
-                        "value cannot be NULL on every engine; write an empty one instead")
+        raise DataError(f"feature {feature!r}: column {name!r} row {row} is NULL; a list, map or "
+                        "struct value cannot be NULL on every engine; write an empty list or "
+                        "map, or a struct of NULLs, instead")
 
 
 def _cast(column: pa.ChunkedArray, target: pa.DataType, feature: str, name: str,
