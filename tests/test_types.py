@@ -70,6 +70,14 @@ def test_all_null_first_write_leaves_the_type_open(make_store: Any) -> None:
         store.write(KEY, [row("v4", caption=3)])
 
 
+def test_drop_forgets_the_types(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    store.write(KEY, [row("v1", n=5)])
+    store.drop(KEY)
+    store.write(KEY, [row("v1", n="five")])
+    assert live(store, "n") == {"v1": "five"}
+
+
 def test_id_type_change_is_one_typed_line(make_store: Any) -> None:
     store = make_store(seed.graph)
     store.write(KEY, [row(5)])

@@ -355,7 +355,10 @@ class Store:
         if records.num_rows:
             recorded: dict[str, pa.DataType] = {}
             for r in records.filter(pc.equal(records.column("feature"), feature)).to_pylist():
-                recorded.setdefault(str(r["column"]), coltypes.decode(str(r["arrow_type"])))
+                if r["column"] == _DROPPED:
+                    recorded.clear()  # the table was dropped: its types went with it
+                else:
+                    recorded.setdefault(str(r["column"]), coltypes.decode(str(r["arrow_type"])))
             types.update(recorded)
         table = names.table(feature)
         if table in self.executor.tables():
@@ -378,12 +381,16 @@ class Store:
         """Drop the table of ``feature`` with all its history. Irreversible."""
         self.graph.spec(feature)
         table = names.table(feature)
-        if table not in self.executor.tables():
-            return
-        with self.executor.transaction():
-            incremental_mod.log_hard_delete(self.executor, table, "begin")
-            self.executor.execute(self.executor.dialect.render(builder.drop_table(table)))
-            incremental_mod.log_hard_delete(self.executor, table, "end")
+        tables = self.executor.tables()
+        if table in tables:
+            with self.executor.transaction():
+                incremental_mod.log_hard_delete(self.executor, table, "begin")
+                self.executor.execute(self.executor.dialect.render(builder.drop_table(table)))
+                incremental_mod.log_hard_delete(self.executor, table, "end")
+        if names.COLUMN_TYPES in tables:
+            system.append(self.executor, names.COLUMN_TYPES, _TYPE_COLUMNS, {
+                "feature": feature, "column": _DROPPED, "arrow_type": "", "type": "",
+                "recorded_at": self._now()})
 
     def render(self, feature: str) -> str:
         """The resolve SQL of ``feature`` as this store would run it."""
@@ -517,6 +524,8 @@ class Store:
         return now.isoformat(sep=" ", timespec="microseconds")
 
 
+#: The ``column`` of a record saying the feature's table was dropped (no column has this name).
+_DROPPED = ""
 _TYPE_COLUMNS = (("feature", system.TEXT), ("column", system.TEXT), ("arrow_type", system.TEXT),
                  ("type", system.TEXT), ("recorded_at", system.TIMESTAMP))
 
