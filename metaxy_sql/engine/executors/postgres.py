@@ -1,8 +1,9 @@
-"""Postgres executor (psycopg 3): COPY in, COPY or a server-side cursor out, Arrow both ways.
+"""Postgres executor (ADBC's Postgres driver): Arrow in and out over COPY BINARY.
 
 URL: ``postgresql://user:password@host:port/database[?schema=name&<libpq options>]`` (also
 ``postgres://``). ``schema`` (default: the role's current schema, usually ``public``) holds the
-feature tables; it is created when missing. Staged relations are session-local TEMP tables.
+feature tables; it is created when missing. Staged relations are session-local TEMP views over
+TEMP tables that ADBC ingests (the view gives nested columns their ``jsonb`` type).
 
 Index (created with each feature table): one partial b-tree on ``(<id columns>) WHERE NOT
 metaxy_superseded``: the live rows of :func:`metaxy_sql.compile.builder.latest_rows`, which the
@@ -13,22 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import psycopg
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
-import pyarrow.csv as pacsv
-from psycopg import sql as pgsql
 from sqlglot import exp
 
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.postgres import PostgresDialect
-from metaxy_sql.engine.executors.postgres_arrow import ArrowCodec, ResultColumn, pg_type, quote
+from metaxy_sql.engine.executors.postgres_arrow import ArrowCodec, quote
 from metaxy_sql.errors import ConfigError, ExecutionError, StoreConnectionError
 from metaxy_sql.model import names
 
@@ -59,10 +59,11 @@ def _split_url(url: str) -> tuple[str, str | None]:
     rest = [(k, v) for k, v in query if k != "schema"]
     if not any(k == "connect_timeout" for k, _ in rest):
         rest.append(("connect_timeout", str(CONNECT_TIMEOUT)))
+    rest.append(("client_encoding", "UTF8"))
     return urlunsplit(parts._replace(query=urlencode(rest))), schema
 
 
-def _connection_problem(e: psycopg.Error, url: str) -> str:
+def _connection_problem(e: Exception, url: str) -> str:
     """One line saying what went wrong connecting and what to do."""
     text = str(e)
     parsed = urlsplit(url)
@@ -76,8 +77,19 @@ def _connection_problem(e: psycopg.Error, url: str) -> str:
     if "Connection refused" in text or "timeout expired" in text:
         return (f"no Postgres server reachable at {where}; is it running? (for tests: "
                 "`export METAXY_SQL_POSTGRES_URL=$(bash .ci/postgres.sh | tail -1)`)")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
+    return _first_line(e)
+
+
+def _first_line(e: Exception) -> str:
+    """The server's message without the driver's prefixes (``NOT_FOUND: [libpq] ...``)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    line = lines[0]
+    for marker in ("ERROR:", "FATAL:"):
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    return line
 
 
 class PostgresExecutor:
@@ -88,13 +100,14 @@ class PostgresExecutor:
         self.dialect: Dialect = PostgresDialect()
         self.url = url
         try:
-            self.conn = psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8")
-        except psycopg.Error as e:
+            self.conn = adbc.connect(conninfo, autocommit=True)
+        except adbc_driver_manager.Error as e:
             raise StoreConnectionError(
                 f"cannot connect to {url}: {_connection_problem(e, conninfo)}") from None
         # One connection serves the store; the lock lets a background writer share it.
         self.lock = threading.RLock()
         self._codec = ArrowCodec()
+        self._depth = 0
         try:
             self.schema = self._setup(schema, create)
         except BaseException:
@@ -109,7 +122,7 @@ class PostgresExecutor:
         return cls(conninfo, schema, mask_url(url), create=create)
 
     def _setup(self, schema: str | None, create: bool = True) -> str:
-        encoding = self._scalar("SHOW server_encoding")
+        encoding = self._scalar("SELECT current_setting('server_encoding')")
         if encoding != "UTF8":
             # octet_length() and md5() see the database encoding's bytes, the oracle UTF-8's.
             raise StoreConnectionError(
@@ -118,122 +131,127 @@ class PostgresExecutor:
         self.execute("SET TIME ZONE 'UTC'")  # metaxy_created_at is naive UTC
         if schema is None:
             return str(self._scalar("SELECT current_schema()"))
-        if not self._scalar("SELECT count(*) FROM pg_namespace WHERE nspname = %s", schema):
+        if not self._scalar("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema):
             if not create:
                 raise StoreConnectionError(
                     f"store {self.url}: schema {schema!r} does not exist; nothing was created "
                     "(only writing commands create a store); check ?schema=")
-            self.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                pgsql.Identifier(schema)))
-        self.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema)))
+            self.execute(self._render(exp.Create(
+                kind="SCHEMA", this=exp.Table(db=exp.to_identifier(schema, quoted=True)),
+                exists=True)))
+        self.execute(self._render(exp.Set(expressions=[exp.SetItem(this=exp.EQ(
+            this=exp.var("search_path"), expression=exp.to_identifier(schema, quoted=True)))])))
         return schema
 
-    # -- statements -------------------------------------------------------------------------
-    def _text(self, query: str | pgsql.Composable) -> str:
-        return query if isinstance(query, str) else query.as_string(self.conn)
+    def _render(self, expression: exp.Expr) -> str:
+        return self.dialect.render(expression, pretty=False)
 
+    # -- statements -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _errors(self, query: str | pgsql.Composable) -> Iterator[None]:
+    def _errors(self, sql: str) -> Iterator[None]:
         try:
             yield
-        except psycopg.Error as e:
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            raise ExecutionError(first, sql=self._text(query), engine=self.engine) from e
+        except adbc_driver_manager.Error as e:
+            raise ExecutionError(_first_line(e), sql=sql, engine=self.engine) from e
 
-    def execute(self, sql: str | pgsql.Composed, *params: object) -> None:
-        with self.lock, self._errors(sql):
-            self.conn.execute(sql, params or None)
+    def _run(self, sql: str, params: Sequence[object] = ()) -> pa.Table | None:
+        with self.lock, self._errors(sql), self.conn.cursor() as cur:
+            cur.execute(sql, tuple(params) or None)
+            if not cur.description:
+                return None
+            return cur.fetch_arrow_table()
+
+    def execute(self, sql: str, *params: object) -> None:
+        self._run(sql, params)
 
     def returning(self, sql: str) -> object:
         return self._scalar(sql)
 
     def _scalar(self, sql: str, *params: object) -> object:
-        with self.lock, self._errors(sql):
-            row = self.conn.execute(sql, params or None).fetchone()
-        return row[0] if row else None
-
-    def _describe(self, sql: str) -> list[ResultColumn]:
-        probe = f"SELECT * FROM ({sql}\n) AS {quote('metaxy_probe')} LIMIT 0"
-        with self.lock, self._errors(sql), self.conn.cursor() as cur:
-            cur.execute(probe)
-            return [ResultColumn(d.name, d.type_code, d.precision, d.scale)
-                    for d in cur.description or []]
-
-    @staticmethod
-    def _as_text(sql: str, columns: list[ResultColumn]) -> str:
-        select = ", ".join(f"{c.server_text()} AS {quote(c.name)}" for c in columns)
-        return f"SELECT {select} FROM ({sql}\n) AS {quote('metaxy_result')}"
+        result = self._run(sql, params)
+        return result.column(0)[0].as_py() if result is not None and result.num_rows else None
 
     def fetch(self, sql: str) -> pa.Table:
-        columns = self._describe(sql)
-        names_ = [c.name for c in columns]
-        copy = f"COPY ({self._as_text(sql, columns)}) TO STDOUT (FORMAT csv)"
-        with self.lock, self._errors(sql), self.conn.cursor() as cur, cur.copy(copy) as cp:
-            data = _CopyReader(iter(cp))
-            if data.at_end():
-                text = pa.table({n: pa.array([], pa.string()) for n in names_})
-            else:
-                text = pacsv.read_csv(
-                    io.BufferedReader(data, 1 << 20),
-                    read_options=pacsv.ReadOptions(column_names=names_, block_size=1 << 22),
-                    convert_options=_text_csv(names_))
-        return self._codec.typed(text, columns)
+        result = self._run(sql)
+        if result is None:
+            raise ExecutionError("the statement returns no rows", sql=sql, engine=self.engine)
+        return self._codec.from_postgres(result)
 
     def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
-        # WITH HOLD: the cursor outlives transactions, so writes (and their commits) on this
-        # connection may interleave with the stream, as the BufferedMetadataWriter does.
-        columns = self._describe(sql)
-        names_ = [c.name for c in columns]
-        cursor = self.conn.cursor(f"metaxy_cursor_{next(_cursor_ids)}", withhold=True)
+        # The result is kept in a TEMP table and read in block ranges (TID range scans), so
+        # writes (and their commits) on this connection may interleave with the stream, as the
+        # BufferedMetadataWriter does; ADBC's own stream holds the connection until it ends.
+        name = f"metaxy_cursor_{next(_cursor_ids)}"
+        # ``sql`` is already rendered for Postgres: wrapped as is, never parsed again.
+        self.execute(f"CREATE TEMP TABLE {quote(name)} AS {sql}")
         try:
-            with self.lock, self._errors(sql):
-                cursor.execute(self._as_text(sql, columns))
-            while True:
-                with self.lock, self._errors(sql):
-                    rows = cursor.fetchmany(batch_size)
-                if not rows:
-                    return
-                text = pa.table([pa.array(c, pa.string()) for c in zip(*rows, strict=True)],
-                                names=names_)
-                yield from self._codec.typed(text, columns).to_batches()
+            pages = int(str(self._scalar(
+                "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint",
+                quote(name))))
+            step = 64
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for first in range(0, pages + 1, step):
+                part = self.fetch(self._render(_block_range(name, first, first + step)))
+                for batch in part.to_batches():
+                    pending.append(batch)
+                    rows += batch.num_rows
+                while rows >= batch_size:
+                    table = pa.Table.from_batches(pending)
+                    yield from table.slice(0, batch_size).combine_chunks().to_batches()
+                    rest = table.slice(batch_size)
+                    pending, rows = rest.to_batches(), rest.num_rows
+            if rows:
+                yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
         finally:
-            with self.lock, contextlib.suppress(psycopg.Error):
-                cursor.close()
+            self._drop_temp(name, "TABLE")
 
     # -- staging ----------------------------------------------------------------------------
     def stage(self, name: str, table: pa.Table) -> None:
-        ident = pgsql.Identifier(name)
-        cols = pgsql.SQL(", ").join(
-            pgsql.SQL("{} {}").format(pgsql.Identifier(f.name), pgsql.SQL(pg_type(f)))
-            for f in table.schema)
-        copy = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            ident, pgsql.SQL(", ").join(pgsql.Identifier(n) for n in table.column_names))
+        staging = self._codec.to_postgres(table)
+        raw = _raw(name)
         with self.lock:
             self.unstage(name)
-            self.execute(pgsql.SQL("CREATE TEMP TABLE {} ({})").format(ident, cols))
-            with self._errors(copy), self.conn.cursor() as cur, cur.copy(copy) as cp:
-                for chunk in self._codec.csv_batches(table):
-                    cp.write(chunk)
+            with self._errors(f"COPY {quote(raw)} FROM STDIN (FORMAT binary)"), \
+                    self.conn.cursor() as cur:
+                cur.adbc_ingest(raw, staging.table, mode="create", temporary=True)
+            columns = [exp.alias_(exp.cast(exp.column(c, quoted=True), staging.casts[c],
+                                           dialect="postgres"), c, quoted=True)
+                       if c in staging.casts else exp.column(c, quoted=True)
+                       for c in table.column_names]
+            view = exp.Create(kind="VIEW", this=exp.to_table(quote(name), dialect="postgres"),
+                              properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+                              expression=exp.select(*columns).from_(
+                                  exp.to_table(quote(raw), dialect="postgres")))
+            self.execute(self._render(view))
             if table.num_rows >= 10_000:  # autovacuum never analyzes TEMP tables
-                self.execute(pgsql.SQL("ANALYZE {}").format(ident))
+                self.execute(self._render(exp.Command(this="ANALYZE", expression=quote(raw))))
 
     def unstage(self, name: str) -> None:
-        # pg_temp.: never touch a feature table of the same name; ignore an aborted transaction.
-        with self.lock, contextlib.suppress(psycopg.Error):
-            self.conn.execute(pgsql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(
-                pgsql.Identifier(name)))
+        # pg_temp.: never touch a feature table of the same name.
+        with self.lock:
+            self._drop_temp(name, "VIEW")
+            self._drop_temp(_raw(name), "TABLE")
+
+    def _drop_temp(self, name: str, kind: str) -> None:
+        drop = exp.Drop(kind=kind, exists=True,
+                        tables=[exp.Table(this=exp.to_identifier(name, quoted=True),
+                                          db=exp.to_identifier("pg_temp"))])
+        # ignore an aborted transaction (the rollback drops it anyway)
+        with self.lock, contextlib.suppress(ExecutionError):
+            self.execute(self._render(drop))
 
     # -- catalog ----------------------------------------------------------------------------
-    def _rows(self, sql: str, *params: object) -> list[tuple[object, ...]]:
-        with self.lock, self._errors(sql):
-            return self.conn.execute(sql, params).fetchall()
+    def _rows(self, sql: str, *params: object) -> list[dict[str, Any]]:
+        result = self._run(sql, params)
+        return [] if result is None else result.to_pylist()
 
     def tables(self) -> set[str]:
-        return {str(r[0]) for r in self._rows(_TABLES, self.schema)}
+        return {str(r["relname"]) for r in self._rows(_TABLES, self.schema)}
 
     def columns(self, relation: str) -> dict[str, str]:
         # to_regclass resolves like the statements do: TEMP (staged) first, then the schema.
-        return {str(r[0]): str(r[1]) for r in self._rows(_COLUMNS, quote(relation))}
+        return {str(r["attname"]): str(r["type"]) for r in self._rows(_COLUMNS, quote(relation))}
 
     def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
         if table in self.tables():
@@ -243,30 +261,52 @@ class PostgresExecutor:
         self.execute(self.dialect.render(ddl))
         # Latest state = rows not superseded: a partial index on the ids of those rows serves
         # the supersede UPDATE of each write and the anti/full joins of resolve.
-        self.execute(pgsql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE NOT {}").format(
-            pgsql.Identifier(_index_name(table)), pgsql.Identifier(table),
-            pgsql.SQL(", ").join(pgsql.Identifier(c) for c in id_columns),
-            pgsql.Identifier(names.SUPERSEDED)))
-        for index in self.dialect.write_seq_index(table_ref(table)):
-            self.execute(self.dialect.render(index))
+        index = exp.Create(
+            kind="INDEX", exists=True,
+            this=exp.Index(this=exp.to_identifier(_index_name(table), quoted=True),
+                           table=table_ref(table),
+                           params=exp.IndexParameters(
+                               columns=[exp.column(c, quoted=True) for c in id_columns],
+                               where=exp.Where(this=exp.not_(
+                                   exp.column(names.SUPERSEDED, quoted=True))))))
+        self.execute(self._render(index))
+        for write_seq_index in self.dialect.write_seq_index(table_ref(table)):
+            self.execute(self._render(write_seq_index))
 
     # -- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.lock, self.conn.transaction():
-            yield
+        with self.lock:
+            if self._depth:  # nested: part of the enclosing transaction
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self.execute("BEGIN")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                with contextlib.suppress(ExecutionError):
+                    self.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.execute("COMMIT")
 
     def close(self) -> None:
-        with contextlib.suppress(psycopg.Error):
+        with contextlib.suppress(adbc_driver_manager.Error):
             self.conn.close()
         self._codec.close()
 
 
 _TABLES = ("SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
-           "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')")
-_COLUMNS = ("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
-            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
-            "ORDER BY a.attnum")
+           "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')")
+_COLUMNS = ("SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type "
+            "FROM pg_attribute AS a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY a.attnum")
 
 
 def _index_name(table: str) -> str:
@@ -277,39 +317,19 @@ def _index_name(table: str) -> str:
     return name
 
 
-def _text_csv(columns: list[str]) -> pacsv.ConvertOptions:
-    # Unquoted empty = NULL, "" = empty string: the COPY csv convention.
-    return pacsv.ConvertOptions(column_types={n: pa.string() for n in columns},
-                                strings_can_be_null=True, quoted_strings_can_be_null=False)
+def _raw(name: str) -> str:
+    """The TEMP table ADBC ingests for staged relation ``name`` (a view over it)."""
+    return f"{name}__raw"
 
 
-class _CopyReader(io.RawIOBase):
-    """A readable file over psycopg's COPY TO chunks, so pyarrow.csv can stream from it."""
+def _block_range(table: str, first: int, end: int) -> exp.Select:
+    """Rows of ``table`` in heap blocks [first, end): a TID range scan."""
+    ctid = exp.column("ctid")
 
-    def __init__(self, chunks: Iterator[bytes | bytearray | memoryview]) -> None:
-        self._chunks = chunks
-        self._buf = b""
+    def tid(block: int) -> exp.Expr:
+        return exp.cast(exp.Literal.string(f"({block},0)"), exp.DataType.build("tid",
+                                                                                udt=True))
 
-    def readable(self) -> bool:
-        return True
-
-    def at_end(self) -> bool:
-        return not self._fill()
-
-    def _fill(self) -> bool:
-        while not self._buf:
-            try:
-                self._buf = bytes(next(self._chunks))
-            except StopIteration:
-                return False
-        return True
-
-    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
-        # COPY TO yields one row per chunk: fill the caller's buffer with as many as fit.
-        filled = 0
-        while filled < len(b) and self._fill():
-            n = min(len(b) - filled, len(self._buf))
-            b[filled:filled + n] = self._buf[:n]
-            self._buf = self._buf[n:]
-            filled += n
-        return filled
+    return exp.select(exp.Star()).from_(table_ref(table)).where(
+        exp.and_(exp.GTE(this=ctid, expression=tid(first)), exp.LT(this=ctid,
+                                                                     expression=tid(end))))

@@ -1,37 +1,27 @@
-"""Arrow <-> Postgres text, vectorized: CSV for COPY in, typed Arrow from text rows out.
+"""Arrow <-> what ADBC's Postgres driver sends and receives, vectorized.
 
-Both directions go through an in-memory DuckDB connection (a core dependency) so that no
-per-row Python runs: ``to_json`` turns maps and structs into JSON text for ``jsonb``, and
-casts turn the server's text back into typed Arrow (``*_by_field`` jsonb -> map<string,string>
-with sorted keys, ``text[]`` -> list<string>), so results look like the DuckDB engine's.
+ADBC (``adbc-driver-postgresql``) moves Arrow over COPY BINARY both ways. What it does not map
+is done here, with no per-row Python: lists, structs and maps travel as JSON text
+(DuckDB's ``to_json``) into ``jsonb``; ``*_by_field`` jsonb comes back as
+``map<string, string>`` with sorted keys (so results look like the DuckDB engine's), other JSON
+as text (the store casts user columns back to their stored type); ``numeric(p, s)`` comes back
+as ``decimal128(p, s)``, unconstrained ``numeric`` as ``float64``.
 """
 
 from __future__ import annotations
 
-import io
 import threading
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import pyarrow.csv as pacsv
+import pyarrow.compute as pc
 
-from metaxy_sql.errors import DataError
-
-# Postgres type OIDs (pg_type.oid, stable across versions) -> how a result column comes back.
-_BOOL, _BYTEA, _INT8, _INT2, _INT4, _TEXT, _JSON = 16, 17, 20, 21, 23, 25, 114
-_FLOAT4, _FLOAT8, _BPCHAR, _VARCHAR, _DATE = 700, 701, 1042, 1043, 1082
-_TIMESTAMP, _TIMESTAMPTZ, _NUMERIC, _JSONB, _NAME = 1114, 1184, 1700, 3802, 19
-_TEXT_ARRAY, _VARCHAR_ARRAY = 1009, 1015
-_STRINGS = {_TEXT, _VARCHAR, _BPCHAR, _NAME}
-_DUCK_CASTS = {
-    _BOOL: "BOOLEAN", _INT2: "SMALLINT", _INT4: "INTEGER", _INT8: "BIGINT",
-    _FLOAT4: "FLOAT", _FLOAT8: "DOUBLE", _NUMERIC: "DOUBLE", _DATE: "DATE",
-    _TIMESTAMP: "TIMESTAMP", _TIMESTAMPTZ: "TIMESTAMPTZ",
-}
 #: Suffix of the per-field map columns (``metaxy_provenance_by_field``...), read back as maps.
 BY_FIELD_SUFFIX = "_by_field"
+_PG_TYPE = b"POSTGRESQL:type"
+_PG_TYPMOD = b"POSTGRESQL:typmod"
+_MAX_DECIMAL = 38
 
 
 def quote(name: str) -> str:
@@ -40,43 +30,21 @@ def quote(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class ResultColumn:
-    """One result column: the server-side text expression and the DuckDB cast back."""
+class Staging:
+    """A table ready for ADBC ingest and the Postgres type each column must be cast to."""
 
-    name: str
-    type_oid: int
-    precision: int | None = None
-    scale: int | None = None
+    table: pa.Table
+    casts: dict[str, str]
 
-    def server_text(self) -> str:
-        """Expression over the query's column that yields text the reader can parse."""
-        q = quote(self.name)
-        if self.type_oid in _STRINGS:
-            return q
-        if self.type_oid in (_TEXT_ARRAY, _VARCHAR_ARRAY):
-            return f"to_jsonb({q})::text"  # array literals '{a,"b c"}' need a parser; JSON not
-        if self.type_oid == _BYTEA:
-            return f"encode({q}, 'hex')"
-        return f"{q}::text"  # bool::text is 'true'/'false'; float8::text is shortest-exact
 
-    def duck_expr(self) -> str:
-        q = quote(self.name)
-        if self.type_oid == _NUMERIC and self.precision and self.precision <= 38:
-            # numeric(p, s) holds exact decimals: never through DOUBLE.
-            expr = f"CAST({q} AS DECIMAL({self.precision}, {self.scale or 0}))"
-        elif self.type_oid in _DUCK_CASTS:
-            expr = f"CAST({q} AS {_DUCK_CASTS[self.type_oid]})"
-        elif self.type_oid in (_TEXT_ARRAY, _VARCHAR_ARRAY):
-            expr = f"CAST(CAST({q} AS JSON) AS VARCHAR[])"
-        elif self.type_oid == _BYTEA:
-            expr = f"unhex({q})"
-        elif self.type_oid in (_JSON, _JSONB) and self.name.endswith(BY_FIELD_SUFFIX):
-            # jsonb orders keys by length first: sort them so every engine's maps look alike.
-            expr = (f"map_from_entries(list_sort(map_entries("
-                    f"CAST(CAST({q} AS JSON) AS MAP(VARCHAR, VARCHAR)))))")
-        else:
-            return q
-        return f"{expr} AS {q}"
+def _is_nested(t: pa.DataType) -> bool:
+    return bool(pa.types.is_nested(t))
+
+
+def _storage(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if isinstance(column.type, pa.BaseExtensionType):
+        return pa.chunked_array([c.storage for c in column.chunks], column.type.storage_type)
+    return column
 
 
 class ArrowCodec:
@@ -89,78 +57,74 @@ class ArrowCodec:
     def close(self) -> None:
         self._con.close()
 
-    def typed(self, text: pa.Table, columns: Sequence[ResultColumn]) -> pa.Table:
-        """Cast a table of text columns (as the server sent them) to the result's Arrow types."""
-        if all(c.type_oid in _STRINGS for c in columns):
-            return text
-        select = ", ".join(c.duck_expr() for c in columns)
-        with self._lock:
-            self._con.register("metaxy_text", text)
-            try:
-                return self._con.sql(f"SELECT {select} FROM metaxy_text").to_arrow_table()
-            finally:
-                self._con.unregister("metaxy_text")
-
-    def csv_batches(self, table: pa.Table, rows_per_batch: int = 131_072) -> Iterator[bytes]:
-        """CSV (no header) of ``table``, every value as Postgres input text; NULL = empty field."""
-        select = ", ".join(_to_text(f) for f in table.schema)
+    def _duck(self, table: pa.Table, select: str) -> pa.Table:
         with self._lock:
             self._con.register("metaxy_arrow", table)
             try:
-                flat = self._con.sql(f"SELECT {select} FROM metaxy_arrow").to_arrow_table()
+                return self._con.sql(f"SELECT {select} FROM metaxy_arrow").to_arrow_table()
             finally:
                 self._con.unregister("metaxy_arrow")
-        # all_valid quotes every non-NULL value, so '' ("") and NULL (empty) stay distinct.
-        options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-        for batch in flat.to_batches(max_chunksize=rows_per_batch):
-            buf = io.BytesIO()
-            pacsv.write_csv(batch, buf, options)
-            yield buf.getvalue()
+
+    def to_postgres(self, table: pa.Table) -> Staging:
+        """``table`` in types ADBC ingests, and the casts that give the staged columns their
+        Postgres types (nested -> ``jsonb``, decimals -> ``numeric(p, s)``)."""
+        casts: dict[str, str] = {}
+        select: list[str] = []
+        for f in table.schema:
+            q, t = quote(f.name), f.type
+            if pa.types.is_dictionary(t):
+                t = t.value_type
+            if _is_nested(t):
+                select.append(f"to_json({q})::VARCHAR AS {q}")
+                casts[f.name] = "jsonb"
+            elif pa.types.is_null(t) or pa.types.is_large_string(t) \
+                    or pa.types.is_string_view(t):
+                select.append(f"CAST({q} AS VARCHAR) AS {q}")
+            elif pa.types.is_decimal(t):
+                select.append(q)
+                casts[f.name] = f"numeric({t.precision}, {t.scale})"
+            elif pa.types.is_uint64(t):
+                select.append(f"CAST({q} AS DECIMAL(20, 0)) AS {q}")
+                casts[f.name] = "numeric"
+            elif pa.types.is_float16(t):
+                select.append(f"CAST({q} AS FLOAT) AS {q}")
+            else:
+                select.append(q)
+        if any(sel != quote(f.name) for sel, f in zip(select, table.schema, strict=True)):
+            table = self._duck(table, ", ".join(select)) if table.num_columns else table
+        return Staging(table, casts)
+
+    def from_postgres(self, table: pa.Table) -> pa.Table:
+        """A result as ADBC read it, in the Arrow types the store hands out."""
+        by_field: list[str] = []
+        for i, f in enumerate(table.schema):
+            meta = f.metadata or {}
+            pg_type = meta.get(_PG_TYPE, b"").decode()
+            column = table.column(i)
+            if pg_type == "numeric":
+                column = _numeric(_storage(column), int(meta.get(_PG_TYPMOD, b"-1")))
+            elif pg_type in ("json", "jsonb"):
+                column = _storage(column)
+                if f.name.endswith(BY_FIELD_SUFFIX):
+                    by_field.append(f.name)
+            elif isinstance(column.type, pa.BaseExtensionType):
+                column = _storage(column)
+            table = table.set_column(i, pa.field(f.name, column.type), column)
+        table = table.replace_schema_metadata(None)
+        if not by_field:
+            return table
+        # jsonb orders keys by length first: sort them so every engine's maps look alike.
+        select = ", ".join(
+            f"map_from_entries(list_sort(map_entries(CAST(CAST({quote(n)} AS JSON) AS "
+            f"MAP(VARCHAR, VARCHAR))))) AS {quote(n)}" if n in by_field else quote(n)
+            for n in table.column_names)
+        return self._duck(table, select)
 
 
-def _to_text(f: pa.Field) -> str:
-    q, t = quote(f.name), f.type
-    if pa.types.is_map(t) or pa.types.is_struct(t) or _is_list(t):
-        return f"to_json({q})::VARCHAR AS {q}"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return f"'\\x' || hex({q}) AS {q}"
-    return f"CAST({q} AS VARCHAR) AS {q}"
-
-
-def _is_list(t: pa.DataType) -> bool:
-    return bool(pa.types.is_list(t) or pa.types.is_large_list(t)
-                or pa.types.is_fixed_size_list(t))
-
-
-def pg_type(field: pa.Field) -> str:
-    """The Postgres column type a staged Arrow column gets."""
-    t = field.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) \
-            or pa.types.is_null(t):
-        return "text"
-    if pa.types.is_map(t) or pa.types.is_struct(t) or _is_list(t):
-        return "jsonb"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return "smallint"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "integer"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "bigint"
-    if pa.types.is_decimal(t):
-        return f"numeric({t.precision}, {t.scale})"
-    if pa.types.is_uint64(t):
-        return "numeric"
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return "real"
-    if pa.types.is_float64(t):
-        return "double precision"
-    if pa.types.is_timestamp(t):
-        return "timestamptz" if t.tz else "timestamp"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "bytea"
-    raise DataError(f"column {field.name!r} has Arrow type {t}, which the Postgres store cannot "
-                    "hold; convert it to a string, number, boolean, timestamp, list or map")
+def _numeric(column: pa.ChunkedArray, typmod: int) -> pa.ChunkedArray:
+    """``numeric(p, s)`` text as ``decimal128(p, s)``; unconstrained numeric as float64."""
+    if typmod >= 4:
+        precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
+        if precision <= _MAX_DECIMAL:
+            return column.cast(pa.decimal128(precision, scale))
+    return pc.cast(column, pa.float64())
