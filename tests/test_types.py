@@ -194,3 +194,12 @@ def test_cli_resolve_on_int_ids_prints_one_line(engine: str) -> None:
     assert ok.output.splitlines()[0] == "video/face_crop: new 1, stale 0, orphaned 0"
     bad = runner.invoke(cli, [*base, "resolve", "video/face_crop", "--where", "sample_uid = 'x'"])
     assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+def test_buffered_batches_of_mixed_types_name_the_column(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    match = r"column 'n' is given as int64 .* and as string"
+    with pytest.raises(mx.DataError, match=match), \
+            mx.BufferedMetadataWriter(store, flush_interval=None) as writer:
+        writer.put({KEY: [row("v1", n=1)]})
+        writer.put({KEY: [row("v2", n="two")]})

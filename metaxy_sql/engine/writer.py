@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from metaxy_sql.engine import ingest
 from metaxy_sql.engine.store import Store
-from metaxy_sql.errors import MetaxySqlError
+from metaxy_sql.errors import DataError, MetaxySqlError
 
 
 class WriterError(MetaxySqlError):
@@ -105,7 +105,10 @@ class BufferedMetadataWriter:
         tables = self._buffers.get(key)
         if not tables:
             return
-        table = pa.concat_tables(tables, promote_options="default")
+        try:
+            table = pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise _mixed_batches(key, tables, e) from None
         written = self.store.write(key, table)
         del self._buffers[key]
         self.rows_written[key] = self.rows_written.get(key, 0) + written
@@ -129,3 +132,16 @@ class BufferedMetadataWriter:
         if self._error is not None:
             error, self._error = self._error, None
             raise WriterError(f"a background flush failed: {error}") from error
+
+
+def _mixed_batches(feature: str, tables: list[pa.Table], error: Exception) -> DataError:
+    """Which column the buffered batches of ``feature`` give in types that do not combine."""
+    seen: dict[str, pa.DataType] = {}
+    for table in tables:
+        for f in table.schema:
+            first = seen.setdefault(f.name, f.type)
+            if not (pa.types.is_null(first) or pa.types.is_null(f.type) or first == f.type):
+                return DataError(
+                    f"feature {feature!r}: column {f.name!r} is given as {first} in one put() "
+                    f"and as {f.type} in another; give it one type")
+    return DataError(f"feature {feature!r}: buffered rows do not combine: {error}")
