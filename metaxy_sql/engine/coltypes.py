@@ -1,7 +1,7 @@
 """Column types of feature tables: declared or fixed by the first real write, then recorded.
 
 Every id and user column has one *stored type*, an Arrow type from a small canonical set
-(``int64``, ``float64``, ``bool``, ``string``, ``binary``, ``decimal128(p, s)``,
+(``int64``, ``uint64``, ``float64``, ``bool``, ``string``, ``binary``, ``decimal128(p, s)``,
 ``timestamp[us]``, ``timestamp[us, tz=UTC]``, ``date32``, and ``list``/``struct``/``map`` of
 those). It comes from the feature class's annotation when there is one, else from the first
 write whose column has a real type (an all-null column, Arrow ``null``, leaves it open), and is
@@ -60,6 +60,8 @@ def canonical(t: pa.DataType) -> pa.DataType | None:
         return canonical(t.value_type)
     if pa.types.is_boolean(t):
         return pa.bool_()
+    if pa.types.is_uint64(t):
+        return pa.uint64()  # values above 2**63 - 1 fit no int64
     if pa.types.is_integer(t):
         return pa.int64()
     if pa.types.is_floating(t):

@@ -85,7 +85,7 @@ class ArrowCodec:
                 casts[f.name] = f"numeric({t.precision}, {t.scale})"
             elif pa.types.is_uint64(t):
                 select.append(f"CAST({q} AS DECIMAL(20, 0)) AS {q}")
-                casts[f.name] = "numeric"
+                casts[f.name] = "numeric(20, 0)"  # read back exactly, as decimal128(20, 0)
             elif pa.types.is_float16(t):
                 select.append(f"CAST({q} AS FLOAT) AS {q}")
             else:
