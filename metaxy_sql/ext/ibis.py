@@ -39,7 +39,8 @@ _backends: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def backend(executor: Executor) -> Any:
-    """The ibis backend over ``executor``'s own connection.
+    """The ibis backend over ``executor``'s own connection (Postgres: a psycopg connection of
+    its own to the same schema, as ibis speaks psycopg and the store ADBC).
 
     Raises:
         UnsupportedByDialectError: the engine has no ibis backend (chdb).
@@ -56,7 +57,7 @@ def _attach(executor: Executor) -> Any:
     if executor.engine == "duckdb":
         return ibis.duckdb.from_connection(connection.con)
     if executor.engine == "postgres":
-        return ibis.postgres.from_connection(connection.conn)
+        return ibis.postgres.from_connection(connection.psycopg_connection())
     if executor.engine == "clickhouse" and not connection.embedded:
         return ibis.clickhouse.from_connection(connection.client)
     raise UnsupportedByDialectError(

@@ -108,6 +108,8 @@ class PostgresExecutor:
         self.lock = threading.RLock()
         self._codec = ArrowCodec()
         self._depth = 0
+        self._conninfo = conninfo
+        self._psycopg: Any = None
         try:
             self.schema = self._setup(schema, create)
         except BaseException:
@@ -296,7 +298,25 @@ class PostgresExecutor:
             self._depth = 0
             self.execute("COMMIT")
 
+    def psycopg_connection(self) -> Any:
+        """A psycopg connection to the same database and schema (opened once), for ibis's
+        Postgres backend, which speaks psycopg only. It does not see this connection's TEMP
+        (staged) relations or uncommitted writes."""
+        if self._psycopg is None:
+            import psycopg
+
+            conn = psycopg.connect(self._conninfo, autocommit=True)
+            conn.execute(self._render(exp.Set(expressions=[exp.SetItem(this=exp.EQ(
+                this=exp.var("search_path"),
+                expression=exp.to_identifier(self.schema, quoted=True)))])))
+            conn.execute("SET TIME ZONE 'UTC'")
+            self._psycopg = conn
+        return self._psycopg
+
     def close(self) -> None:
+        if self._psycopg is not None:
+            with contextlib.suppress(Exception):
+                self._psycopg.close()
         with contextlib.suppress(adbc_driver_manager.Error):
             self.conn.close()
         self._codec.close()
