@@ -66,7 +66,7 @@ def _from_rows(rows: list[Mapping[str, Any]], feature: str) -> pa.Table:
     """Python rows as a table; per-field values are converted on their own (a row may hold a
     dict, another a list of pairs: Arrow's inference would refuse the mix)."""
     present = [c for c in ACCEPTED_SYSTEM_COLUMNS if any(c in r for r in rows)]
-    maps = {c: by_field.python_values(feature, c, [r.get(c) for r in rows]) for c in present}
+    maps = {c: _by_field_values(feature, c, [r.get(c) for r in rows]) for c in present}
     rest = [{k: v for k, v in r.items() if k not in maps} for r in rows]
     # Every key of every row (from_pylist reads the first row's keys only).
     keys = dict.fromkeys(k for r in rest for k in r)
@@ -80,6 +80,20 @@ def _from_rows(rows: list[Mapping[str, Any]], feature: str) -> pa.Table:
     for c, column in maps.items():
         table = table.append_column(c, column)
     return table
+
+
+def _by_field_values(feature: str, column: str, values: list[Any]) -> Any:
+    """``by_field.python_values``, with text Arrow cannot hold named by column and row."""
+    try:
+        return by_field.python_values(feature, column, values)
+    except (pa.ArrowException, UnicodeError) as e:
+        for row, value in enumerate(values):
+            try:
+                by_field.python_values(feature, column, [value])
+            except (pa.ArrowException, UnicodeError) as bad:
+                raise DataError(f"feature {feature!r}: column {column!r} row {row}: {value!r} "
+                                f"cannot be stored ({bad})") from None
+        raise DataError(f"feature {feature!r}: column {column!r} cannot be stored ({e})") from None
 
 
 def _by_field_as_maps(table: pa.Table, feature: str) -> pa.Table:
