@@ -143,3 +143,10 @@ def test_too_long_identifiers_are_refused() -> None:
     long = "f" * 70
     with pytest.raises(mx.UnsupportedByDialectError, match="longer than Postgres's 63 bytes"):
         PostgresDialect().render(exp.select(exp.column(long)))
+
+
+def test_sessions_run_without_jit(pg_store: mx.Store) -> None:
+    """Wide resolves spend their time in JIT compilation: the store's sessions turn it off
+    (whatever the server's default), as the dialect declares."""
+    assert PostgresDialect.session_settings["jit"] == "off"
+    assert pg_store.executor.returning("SELECT current_setting('jit')") == "off"

@@ -131,6 +131,9 @@ class PostgresExecutor:
                 f"{self.url}: database encoding is {encoding}; metaxy-sql needs a UTF8 database "
                 "(CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)")
         self.execute("SET TIME ZONE 'UTC'")  # metaxy_created_at is naive UTC
+        for name, value in self.dialect.session_settings.items():
+            self.execute(self._render(exp.Set(expressions=[exp.SetItem(this=exp.EQ(
+                this=exp.var(name), expression=exp.var(value)))])))
         if schema is None:
             return str(self._scalar("SELECT current_schema()"))
         if not self._scalar("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema):
