@@ -203,3 +203,39 @@ def test_buffered_batches_of_mixed_types_name_the_column(make_store: Any) -> Non
             mx.BufferedMetadataWriter(store, flush_interval=None) as writer:
         writer.put({KEY: [row("v1", n=1)]})
         writer.put({KEY: [row("v2", n="two")]})
+
+
+@pytest.mark.parametrize(("arrow_type", "value"), [
+    (pa.uint64(), 2**64 - 1),
+    (pa.decimal128(20, 3), decimal.Decimal("12345678901234567.123")),
+    (pa.timestamp("us", tz="UTC"), dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.UTC)),
+])
+def test_increments_hand_out_the_stored_id_and_carried_types(
+        make_store: Any, arrow_type: pa.DataType, value: Any) -> None:
+    """What resolve hands out, write accepts: ids and carried columns come out of an
+    increment in the type they were stored with, on every engine, so they write back."""
+    parent = mx.FeatureSpec(key="t/parent", id_columns=["k"],
+                            fields=[mx.FieldSpec(key="f", code_version="1")])
+    child = mx.FeatureSpec(key="t/child", id_columns=["k"],
+                           deps=[mx.FeatureDep(feature="t/parent", columns=["extra"])],
+                           fields=[mx.FieldSpec(key="f", code_version="1")])
+    store = make_store(mx.FeatureGraph([parent, child]))
+    rows = pa.table({"k": pa.array([value], arrow_type), "extra": pa.array([value], arrow_type),
+                     "metaxy_provenance_by_field": pa.array([[("f", "p")]],
+                                                            pa.map_(pa.string(), pa.string()))})
+    store.write("t/parent", store.resolve_update("t/parent", samples=rows).new.to_arrow())
+    new = store.resolve_update("t/child").new
+    table = new.to_arrow()
+    assert table.schema.field("k").type == arrow_type
+    assert table.schema.field("extra").type == arrow_type
+    assert table.column("k").to_pylist() == [value]
+    assert [b.schema.field("k").type for b in new.iter_batches()] == [arrow_type]
+    store.write("t/child", table)
+    assert store.resolve_update("t/child").counts() == {"new": 0, "stale": 0, "orphaned": 0}
+    # The child's own stored type decides from now on: a stale row writes back too.
+    bumped = mx.FeatureSpec(key="t/child", id_columns=["k"], deps=child.deps,
+                            fields=[mx.FieldSpec(key="f", code_version="2")])
+    again = store.with_graph(mx.FeatureGraph([parent, bumped]))
+    stale = again.resolve_update("t/child").stale.to_arrow()
+    assert stale.schema.field("k").type == arrow_type and stale.num_rows == 1
+    again.write("t/child", stale)

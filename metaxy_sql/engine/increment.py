@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from metaxy_sql.compile import builder
-from metaxy_sql.engine import frames
+from metaxy_sql.engine import coltypes, frames
 from metaxy_sql.model import names
 
 if TYPE_CHECKING:
@@ -37,6 +37,13 @@ class IncrementPart:
     fetched_changed_fields: dict[str, int] = field(default_factory=dict)
     #: Map column -> its keys (the feature's field keys): the maps ``to_polars`` makes structs.
     map_keys: frames.MapKeys = field(default_factory=dict, repr=False)
+    #: The stored Arrow type of id and carried columns (read on first fetch): rows come back
+    #: in the types ``write`` accepts, whatever the engine returns (Postgres numeric -> uint64).
+    column_types: Callable[[], Mapping[str, pa.DataType]] = field(default=dict, repr=False)
+
+    @functools.cached_property
+    def _types(self) -> Mapping[str, pa.DataType]:
+        return self.column_types()
 
     @functools.cached_property
     def query(self) -> exp.Select:
@@ -65,15 +72,16 @@ class IncrementPart:
 
     def to_arrow(self) -> pa.Table:
         """All rows of this category as one Arrow table."""
-        table = self._executor.fetch(self.sql)
+        table = coltypes.restore(self._executor.fetch(self.sql), self._types)
         self._track(table)
         return table
 
     def iter_batches(self, batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
         """Rows of this category as a stream of Arrow record batches."""
-        for batch in self._executor.batches(self.sql, batch_size):
-            self._track(batch)
-            yield batch
+        for raw in self._executor.batches(self.sql, batch_size):
+            for batch in coltypes.restore(pa.Table.from_batches([raw]), self._types).to_batches():
+                self._track(batch)
+                yield batch
 
     def to_pylist(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = self.to_arrow().to_pylist()
@@ -123,7 +131,7 @@ class IncrementPart:
         """The Arrow schema of this category's rows, from the engine (a query with
         ``LIMIT 0``: no rows are read)."""
         sql = self._executor.dialect.render(self.query.limit(0))
-        return self._executor.fetch(sql).schema
+        return coltypes.restore(self._executor.fetch(sql), self._types).schema
 
 
 class Increment:
@@ -147,7 +155,8 @@ class Increment:
     def __init__(self, feature: str, statement: exp.Select, sql: str,
                  id_columns: tuple[str, ...], executor: Executor, *,
                  carried: tuple[str, ...] = (), field_keys: tuple[str, ...] = (),
-                 mode: str = "full", refresh: object = None) -> None:
+                 mode: str = "full", refresh: object = None,
+                 column_types: Callable[[], Mapping[str, pa.DataType]] = dict) -> None:
         self.feature = feature
         self.mode = "rebuilt" if mode == "full" and refresh is not None else mode
         self.refresh = refresh
@@ -159,9 +168,12 @@ class Increment:
         self.stale = IncrementPart(names.STATUS_STALE, (*base, names.CHANGED_FIELDS, *carried),
                                    statement, executor)
         self.orphaned = IncrementPart(names.STATUS_ORPHANED, base, statement, executor)
-        if field_keys:
-            for part in (self.new, self.stale, self.orphaned):
+        types = functools.cache(column_types)
+        for part in (self.new, self.stale, self.orphaned):
+            part.column_types = types
+            if field_keys:
                 part.map_keys = {names.PROVENANCE_BY_FIELD: field_keys}
+        self._types = types
 
     def counts(self) -> dict[str, int]:
         """``{"new": n, "stale": n, "orphaned": n}`` from one query, computed in the engine."""
@@ -173,7 +185,8 @@ class Increment:
 
     def to_arrow(self) -> pa.Table:
         """Every row of the increment, with its ``metaxy_status``."""
-        return self._executor.fetch(self._executor.dialect.render(self.statement))
+        return coltypes.restore(
+            self._executor.fetch(self._executor.dialect.render(self.statement)), self._types())
 
     def __repr__(self) -> str:
         return f"Increment(feature={self.feature!r}, mode={self.mode!r})"

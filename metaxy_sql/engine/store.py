@@ -18,7 +18,7 @@ import datetime as dt
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -112,6 +112,7 @@ class Store:
         """
         spec = self.graph.spec(feature)
         sample_columns: tuple[str, ...] = ()
+        given: dict[str, pa.DataType] = {}
         if self.graph.is_root(feature):
             if samples is None:
                 raise DataError(
@@ -129,6 +130,7 @@ class Store:
                                    and c not in ingest.ACCEPTED_SYSTEM_COLUMNS)
             table = table.select([*spec.id_columns, names.PROVENANCE_BY_FIELD, *sample_columns])
             table = self._conform_ids(feature, table)
+            given = {f.name: f.type for f in table.schema if f.name != names.PROVENANCE_BY_FIELD}
             self.executor.stage(names.samples(feature), table)
         elif samples is not None:
             raise DataError(
@@ -139,7 +141,8 @@ class Store:
             if incremental or incremental_mod.exists(self.executor, relation):
                 return self._resolve_incremental(
                     feature, relation, where, ids,
-                    tuple(t for d in spec.deps for _, t in d.carried()))
+                    tuple(t for d in spec.deps for _, t in d.carried()),
+                    lambda: self._increment_types(feature, given))
         elif incremental:
             incremental_mod.check_feature(self.graph, feature)
         catalog = dataclasses.replace(self.catalog(feature), sample_columns=sample_columns)
@@ -147,10 +150,28 @@ class Store:
                                          self.hash_algorithm, catalog, where=where, ids=ids)
         carried = sample_columns or tuple(t for d in spec.deps for _, t in d.carried())
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
-                         carried=carried, field_keys=self.graph.field_keys(feature))
+                         carried=carried, field_keys=self.graph.field_keys(feature),
+                         column_types=lambda: self._increment_types(feature, given))
+
+    def _increment_types(self, feature: str, given: Mapping[str, pa.DataType]
+                         ) -> dict[str, pa.DataType]:
+        """Stored types of an increment's id and carried columns, so its rows write back as
+        they are: the feature's own recorded types first, then its parents' (ids by name,
+        carried columns by their renamed names), then those of the ``samples=`` given."""
+        spec = self.graph.spec(feature)
+        types = dict(given)
+        for dep in spec.deps:
+            parent = self.column_types(dep.feature)
+            types |= {c: parent[c] for c in spec.id_columns if c in parent}
+            types |= {target: parent[source] for source, target in dep.carried()
+                      if source in parent}
+        own = self.column_types(feature)
+        return types | {c: own[c] for c in spec.id_columns if c in own}
 
     def _resolve_incremental(self, feature: str, relation: str, where: str | None, ids: Any,
-                             carried: tuple[str, ...]) -> Increment:
+                             carried: tuple[str, ...],
+                             column_types: Callable[[], Mapping[str, pa.DataType]]
+                             ) -> Increment:
         report = incremental_mod.refresh(self, feature, relation)
         subset = filters.subset_predicate(feature, increment_grain(self.graph, feature),
                                           where, ids)
@@ -159,7 +180,7 @@ class Store:
                + self.executor.dialect.render(statement) + "\n")
         return Increment(feature, statement, sql, self.graph.spec(feature).id_columns,
                          self.executor, carried=carried, field_keys=self.graph.field_keys(feature),
-                         mode=report.mode, refresh=report)
+                         mode=report.mode, refresh=report, column_types=column_types)
 
     def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog:
         """What the resolve of ``feature`` reads, as stored now: which of its tables exist
