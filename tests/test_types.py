@@ -239,3 +239,28 @@ def test_increments_hand_out_the_stored_id_and_carried_types(
     stale = again.resolve_update("t/child").stale.to_arrow()
     assert stale.schema.field("k").type == arrow_type and stale.num_rows == 1
     again.write("t/child", stale)
+
+
+@pytest.mark.parametrize("name", ['"q"', "`t`", "it's", "a b", "a,b", "", "q\x00", "1a", "é"])
+def test_struct_field_names_any_engine_could_lose_are_refused(make_store: Any, name: str) -> None:
+    """Engines spell struct field names inside type text: names with quotes, spaces or NUL,
+    empty names, were silently dropped (values read back NULL) or refused differently."""
+    store = make_store(seed.graph)
+    with pytest.raises(mx.DataError, match=r"column 'meta'.*struct field names"):
+        store.write(KEY, [row("v1", meta={name: 1})])
+    with pytest.raises(mx.DataError, match="struct field names"):
+        store.write(KEY, [row("v1", meta={"A": 1, "a": 2})])
+    store.write(KEY, [row("v1", meta={"ok_1": 1})])
+    assert live(store, "meta") == {"v1": {"ok_1": 1}}
+
+
+@pytest.mark.parametrize("value", [[float("nan")], [1.5, float("inf")], {"x": float("-inf")},
+                                   [{"x": float("nan")}]])
+def test_nan_inside_nested_values_is_refused_on_every_engine(make_store: Any,
+                                                               value: Any) -> None:
+    """Postgres keeps nested values as jsonb, which has no NaN or infinity: refused alike."""
+    store = make_store(seed.graph)
+    with pytest.raises(mx.DataError, match="column 'nested' holds NaN or infinity"):
+        store.write(KEY, [row("v1", nested=value)])
+    store.write(KEY, [row("v1", score=float("nan"))])  # a scalar float keeps NaN
+    assert str(live(store, "score")["v1"]) == "nan"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 import threading
 import types
 import typing
@@ -42,6 +43,9 @@ _DECLARED: dict[Any, pa.DataType] = {
     bytes: pa.binary(), dt.date: pa.date32(),
 }
 _MAX_DECIMAL_PRECISION = 38  # DuckDB's limit; ClickHouse and Postgres hold more
+
+
+_STRUCT_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class TypeRefused(Exception):
@@ -85,6 +89,15 @@ def canonical(t: pa.DataType) -> pa.DataType | None:
     if pa.types.is_struct(t):
         if t.num_fields == 0:
             raise TypeRefused(f"{t} (a struct needs fields)")
+        names_ = [t.field(i).name for i in range(t.num_fields)]
+        bad = [n for n in names_ if not _STRUCT_FIELD_RE.match(n)]
+        if bad or len({n.lower() for n in names_}) != len(names_):
+            # Engines spell struct field names inside type text (ClickHouse Tuple(...),
+            # DuckDB STRUCT(...)): quotes, spaces, empty or case-twin names were dropped or
+            # refused differently per engine. One rule, the column-name rule, everywhere.
+            raise TypeRefused(f"{t} (struct field names must be letters, digits and '_', not "
+                              "starting with a digit, distinct ignoring case; got "
+                              f"{bad or names_})")
         return pa.struct([pa.field(t.field(i).name, _nested(t.field(i).type, t))
                           for i in range(t.num_fields)])
     if pa.types.is_map(t):
@@ -190,7 +203,37 @@ def conform(table: pa.Table, feature: str, columns: Sequence[str],
             table = table.set_column(table.column_names.index(name), name,
                                      _cast(table.column(name), target, feature, name, stored))
         _check_no_null_list(table.column(name), feature, name)
+        _check_finite_nested(table.column(name), feature, name)
     return table, new
+
+
+def _float_leaves(arr: pa.Array) -> list[pa.Array]:
+    """The float values nested anywhere inside ``arr`` (lists, structs, map items)."""
+    t = arr.type
+    if pa.types.is_floating(t):
+        return [arr]
+    if pa.types.is_map(t):
+        return _float_leaves(arr.items)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _float_leaves(arr.flatten())
+    if pa.types.is_struct(t):
+        return [leaf for i in range(t.num_fields) for leaf in _float_leaves(arr.field(i))]
+    return []
+
+
+def _check_finite_nested(column: pa.ChunkedArray, feature: str, name: str) -> None:
+    # Postgres keeps nested values as jsonb, which has no NaN or infinity (scalar float
+    # columns are double precision and keep them): refused alike on every engine.
+    if not pa.types.is_nested(column.type):
+        return
+    for chunk in column.chunks:
+        for leaf in _float_leaves(chunk):
+            finite = pc.is_finite(leaf)
+            if not pc.all(pc.or_kleene(finite, pc.is_null(leaf))).as_py():
+                raise DataError(
+                    f"feature {feature!r}: column {name!r} holds NaN or infinity inside a "
+                    "list, struct or map, which not every store can hold there (Postgres "
+                    "jsonb); use NULL, or a scalar float column")
 
 
 def _check_no_null_list(column: pa.ChunkedArray, feature: str, name: str) -> None:
