@@ -313,3 +313,28 @@ def test_normalize_rows_of_any_shape() -> None:
     with pytest.raises(mx.DataError, match=r"lacks fields \['b'\] in 1 rows"):
         by_field.normalize(pa.array([[("a", "1"), ("b", "2")], [("a", "3")]], by_field.MAP_TYPE),
                            "f", "p", ["a", "b"], complete=True)
+
+
+def test_empty_inputs_are_no_ops_and_an_empty_sample_set_orphans_everything(
+        make_store: Any) -> None:
+    """An empty list of rows writes and deletes nothing (not 'rows lack id columns'); an
+    empty sample set for a root feature says every stored sample is gone."""
+    spec = mx.FeatureSpec(key="e/root", id_columns=["id"],
+                          fields=[mx.FieldSpec(key="f", code_version="1")])
+    store = make_store(mx.FeatureGraph([spec]))
+    assert store.write("e/root", []) == 0 and store.delete("e/root", []) == 0
+    assert store.resolve_update("e/root", samples=[]).counts() == {
+        "new": 0, "stale": 0, "orphaned": 0}
+    rows = [{"id": 5, "metaxy_provenance_by_field": {"f": "v"}}]
+    store.write("e/root", store.resolve_update("e/root", samples=rows).new)
+    gone = store.resolve_update("e/root", samples=[])
+    assert gone.counts() == {"new": 0, "stale": 0, "orphaned": 1}
+    assert gone.orphaned.to_arrow().column("id").to_pylist() == [5]
+
+
+def test_a_feature_object_in_place_of_its_key_is_named(make_store: Any) -> None:
+    spec = mx.FeatureSpec(key="e/root", id_columns=["id"],
+                          fields=[mx.FieldSpec(key="f", code_version="1")])
+    store = make_store(mx.FeatureGraph([spec]))
+    with pytest.raises(mx.UnknownFeatureError, match="pass 'e/root'"):
+        store.write(spec, [])  # type: ignore[arg-type]

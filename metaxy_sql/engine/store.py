@@ -120,6 +120,8 @@ class Store:
                     f"{list(spec.id_columns)} and {names.PROVENANCE_BY_FIELD} for every sample")
             table = ingest.split_system_columns(ingest.to_arrow(samples, feature=feature),
                                                 feature)
+            if table.num_rows == 0 and table.num_columns == 0:
+                table = self._no_samples(feature)  # an empty sample set: every sample is gone
             ingest.check_column_names(table.column_names, feature, spec.id_columns)
             table = ingest.check_id_types(table, feature, spec.id_columns)
             ingest.check_ids(table, feature, spec.id_columns, unique=True)
@@ -152,6 +154,15 @@ class Store:
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
                          carried=carried, field_keys=self.graph.field_keys(feature),
                          column_types=lambda: self._increment_types(feature, given))
+
+    def _no_samples(self, feature: str) -> pa.Table:
+        """An empty sample set of root ``feature`` (``samples=[]``), its id columns in their
+        stored types (text when never written)."""
+        stored = self.column_types(feature)
+        columns = {c: pa.array([], stored.get(c, pa.string()))
+                   for c in self.graph.spec(feature).id_columns}
+        columns[names.PROVENANCE_BY_FIELD] = pa.array([], pa.map_(pa.string(), pa.string()))
+        return pa.table(columns)
 
     def _increment_types(self, feature: str, given: Mapping[str, pa.DataType]
                          ) -> dict[str, pa.DataType]:
@@ -205,6 +216,8 @@ class Store:
         """
         spec = self.graph.spec(feature)
         table = ingest.split_system_columns(ingest.to_arrow(data, feature=feature), feature)
+        if table.num_rows == 0 and table.num_columns == 0:
+            return 0  # no rows at all (an empty list): nothing to write
         table = ingest.check_id_types(table, feature, spec.id_columns)
         ingest.check_ids(table, feature, spec.id_columns, unique=True)
         ingest.check_column_names(table.column_names, feature, spec.id_columns)
@@ -259,6 +272,8 @@ class Store:
         """
         spec = self.graph.spec(feature)
         table = ingest.to_arrow(ids, feature=feature)
+        if table.num_rows == 0 and table.num_columns == 0:
+            return 0  # no ids at all (an empty list): nothing to delete
         table = ingest.check_id_types(table, feature, spec.id_columns)
         ingest.check_ids(table, feature, spec.id_columns, unique=False)
         table = table.select(list(spec.id_columns))

@@ -77,6 +77,11 @@ class FeatureGraph:
 
     def spec(self, key: str) -> FeatureSpec:
         """The spec of feature ``key``; raises :class:`UnknownFeatureError` naming known keys."""
+        if not isinstance(key, str):
+            hint = getattr(key, "key", None) or getattr(getattr(key, "spec", None), "key", None)
+            raise UnknownFeatureError(
+                f"features are named by their key string, got {type(key).__name__}"
+                + (f"; pass {hint!r}" if isinstance(hint, str) else ""))
         try:
             return self._specs[key]
         except KeyError:
