@@ -230,3 +230,22 @@ def test_crash_mid_refresh_next_refresh_is_exact(make_store: Any, step: str,
     write_root(store, "video/full", "v2", 1, "s0")
     assert rows(store.resolve_update("video/chunk")) == rows(
         store.resolve_update("video/chunk", incremental=False))
+
+
+def test_materialized_increment_view_and_incremental_table_coexist(make_store: Any) -> None:
+    """``materialize``'s view and the maintained incremental table have names of their own:
+    neither replaces the other (the same name made DuckDB refuse and others replace)."""
+    from metaxy_sql.examples import seed
+
+    store = make_store(seed.graph)
+    rows = [{"sample_uid": f"v{i}", "metaxy_provenance_by_field": {"audio": "a", "frames": "f"}}
+            for i in range(3)]
+    store.write("video/full", store.resolve_update("video/full", samples=rows).new)
+    store.write("video/face_crop", store.resolve_update("video/face_crop").new.to_arrow()[:1])
+    mx.materialize(store, ["video/face_crop"])
+    inc = store.resolve_update("video/face_crop", incremental=True)
+    assert inc.mode == "rebuilt" and inc.counts() == {"new": 2, "stale": 0, "orphaned": 0}
+    assert incremental.relation_name("video/face_crop") != names.increment_relation(
+        "video/face_crop")
+    again = mx.materialize(store, ["video/face_crop"])
+    assert [a.action for a in again.actions] == ["unchanged"]

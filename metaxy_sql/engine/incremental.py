@@ -1,7 +1,7 @@
 """Incremental increments: a table holding a feature's increment, kept equal to the full
 resolve by re-resolving only the grain ids touched since its watermarks.
 
-A refresh of ``<feature>__increment``:
+A refresh of ``<feature table>__incremental``:
 
 1. reads the current watermark of every table the resolve reads (before any data);
 2. if the table can be refreshed incrementally, stores the touched grain ids in a
@@ -104,7 +104,7 @@ class Refresh:
 
 def relation_name(feature: str) -> str:
     """Name of the incremental increment table of ``feature``."""
-    return names.increment_relation(feature)
+    return names.increment_relation(feature, suffix=names.INCREMENTAL_SUFFIX)
 
 
 def exists(executor: Executor, relation: str, tables: set[str] | None = None) -> bool:
@@ -128,7 +128,7 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
     Args:
         store: the store.
         feature: a non-root feature key.
-        relation: table name (default ``<feature table>__increment``).
+        relation: table name (default ``<feature table>__incremental``).
         full: rebuild from the full resolve even when incremental would be exact.
 
     Returns:

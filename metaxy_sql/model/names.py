@@ -149,6 +149,9 @@ WRITE_ORDER = f"{SYSTEM_TABLE_PREFIX}write_order"
 COLUMN_TYPES = f"{SYSTEM_TABLE_PREFIX}column_types"
 #: Default suffix of a materialized increment: ``video__face_crop__increment``.
 INCREMENT_SUFFIX = "__increment"
+#: Suffix of a maintained (incremental) increment table, apart from ``materialize``'s relations
+#: so neither ever replaces the other's.
+INCREMENTAL_SUFFIX = "__incremental"
 
 
 def is_system_table(name: str) -> bool:
