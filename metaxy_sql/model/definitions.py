@@ -54,6 +54,15 @@ def check_column(kind: str, name: str) -> str:
     return name
 
 
+def _column_list(option: str, kind: str, v: tuple[str, ...]) -> tuple[str, ...]:
+    """``v`` when it names each column once and every name is a valid user column."""
+    if len(set(v)) != len(v):
+        raise ValueError(f"{option}={list(v)} repeats a column")
+    for c in v:
+        check_column(kind, c)
+    return v
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -136,11 +145,7 @@ class Lineage(_Model):
     @field_validator("on")
     @classmethod
     def _on(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"on={list(v)} repeats a column")
-        for c in v:
-            check_column("lineage column", c)
-        return v
+        return _column_list("on", "lineage column", v)
 
     @model_validator(mode="after")
     def _check(self) -> Lineage:
@@ -208,11 +213,7 @@ class FeatureDep(_Model):
     @field_validator("columns")
     @classmethod
     def _columns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"columns={list(v)} repeats a column")
-        for c in v:
-            check_column("column", c)
-        return v
+        return _column_list("columns", "column", v)
 
     @model_validator(mode="after")
     def _check(self) -> FeatureDep:
