@@ -1,0 +1,109 @@
+"""Progress of long CLI work: a rich progress bar when stdout is a terminal, plain lines
+otherwise (CI logs, pipes). Both go to stderr, so stdout stays machine-readable
+(``--format json | jq`` keeps working).
+
+Library code never imports this: long operations take an ``on_progress(n)`` callback that
+is told how many more units (rows, features) are done, and the CLI passes
+:meth:`Task.advance`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+import click
+
+#: Seconds between two plain progress lines (a line is also printed at the end).
+PLAIN_INTERVAL_S = 5.0
+
+
+class Task:
+    """One unit of long work. ``advance(n)`` adds ``n`` done units (rows, features)."""
+
+    def __init__(self, description: str, total: int | None, unit: str) -> None:
+        self.description, self.total, self.unit = description, total, unit
+        self.done = 0
+        self.started = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def summary(self) -> str:
+        total = f"/{self.total:,}" if self.total is not None else ""
+        return (f"{self.description}: {self.done:,}{total} {self.unit} "
+                f"in {time.monotonic() - self.started:.1f} s")
+
+
+class _PlainTask(Task):
+    def __init__(self, description: str, total: int | None, unit: str, out: TextIO) -> None:
+        super().__init__(description, total, unit)
+        self._out, self._last = out, time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        super().advance(n)
+        now = time.monotonic()
+        if now - self._last >= PLAIN_INTERVAL_S:
+            self._last = now
+            click.echo(f"{self.summary()} ...", file=self._out)
+
+
+class _RichTask(Task):
+    def __init__(self, description: str, total: int | None, unit: str, bar: object,
+                 task_id: object) -> None:
+        super().__init__(description, total, unit)
+        self._bar, self._id = bar, task_id
+
+    def advance(self, n: int = 1) -> None:
+        super().advance(n)
+        self._bar.update(self._id, advance=n)  # type: ignore[attr-defined]
+
+
+def is_terminal() -> bool:
+    """True when stdout is an interactive terminal (rich display), else plain lines."""
+    return sys.stdout.isatty()
+
+
+@contextmanager
+def progress(description: str, total: int | None = None, *, unit: str = "rows",
+             quiet: bool = False) -> Iterator[Task]:
+    """Show progress of one long operation on stderr.
+
+    Args:
+        description: what is being done, e.g. ``"copy video/raw"``.
+        total: units expected, or None when unknown (a spinner / running count).
+        unit: the unit counted (``rows``, ``features``).
+        quiet: count silently (nothing printed), e.g. for ``--format json``.
+
+    Yields:
+        A :class:`Task`; call ``task.advance(n)`` as work is done. On a clean exit one
+        summary line (``<description>: N rows in S s``) is printed.
+    """
+    if quiet:
+        yield Task(description, total, unit)
+        return
+    if not is_terminal():
+        plain = _PlainTask(description, total, unit, sys.stderr)
+        yield plain
+        click.echo(plain.summary(), file=sys.stderr)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = _RichTask(description, total, unit, bar,
+                         bar.add_task(description, total=total))
+        yield task
+    click.echo(task.summary(), file=sys.stderr)
