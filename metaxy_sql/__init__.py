@@ -1,5 +1,8 @@
 """metaxy-sql: sample-level, field-level data versioning compiled to SQL."""
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
 from metaxy_sql.errors import (
     ConfigError,
     DataError,
@@ -51,6 +54,22 @@ from metaxy_sql.warehouse.materialize import materialize
 from metaxy_sql.warehouse.plan import plan
 from metaxy_sql.warehouse.snapshots import graph_history, push_graph
 
+try:
+    #: The installed distribution's version (``metaxy-sql --version`` prints it).
+    __version__: str = _version("metaxy-sql")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ += [
-    "BufferedMetadataWriter", "Increment", "IncrementPart", "Store", "WriterError", "connect",
-    "graph_history", "materialize", "plan", "push_graph"]
+    "BufferedMetadataWriter",
+    "Increment",
+    "IncrementPart",
+    "Store",
+    "WriterError",
+    "__version__",
+    "connect",
+    "graph_history",
+    "materialize",
+    "plan",
+    "push_graph",
+]

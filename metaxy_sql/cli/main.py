@@ -2,47 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 import click
-import pyarrow as pa
 
-from metaxy_sql.compile.dialects import DIALECTS, get_dialect
+import metaxy_sql
+from metaxy_sql.cli.options import (
+    CONFIG_HELP,
+    ENTRYPOINT_HELP,
+    STORE_HELP,
+    CliContext,
+    add_common_options,
+    common_options,
+)
+from metaxy_sql.compile.dialects import ALIASES, DIALECTS, dialect_name, get_dialect
 from metaxy_sql.compile.render import resolve_sql
-from metaxy_sql.engine.store import Store, connect
-from metaxy_sql.errors import ConfigError, DataError, ExecutionError, MetaxySqlError
+from metaxy_sql.errors import ExecutionError, MetaxySqlError, UnsupportedByDialectError
 from metaxy_sql.model import names
-from metaxy_sql.model.config import Config, load_config, load_graph
-from metaxy_sql.model.graph import FeatureGraph
+from metaxy_sql.model.config import load_graph
 from metaxy_sql.warehouse.golden import write_golden
-
-
-class _Context:
-    def __init__(self, config_path: Path | None, entrypoints: tuple[str, ...],
-                 store: str | None, debug: bool) -> None:
-        self.config_path, self.entrypoints, self.store_url = config_path, entrypoints, store
-        self.debug = debug
-
-    def config(self, store: str | None = None) -> Config:
-        return load_config(self.config_path, entrypoints=self.entrypoints,
-                           store=store or self.store_url)
-
-    def graph(self) -> FeatureGraph:
-        return load_graph(self.config())
-
-    def store(self, url: str | None, *, create: bool = True) -> Store:
-        """The configured store; ``create=False`` for read-only commands, which never
-        create one (a missing DuckDB file is an error naming the path)."""
-        config = self.config(url)
-        if not config.store:
-            raise ConfigError("no store: pass --store URL, set METAXY_SQL_STORE, or set "
-                              "store = 'duckdb:///meta.db' under [tool.metaxy-sql]")
-        return connect(config.store, graph=load_graph(config), create=create,
-                       hash_algorithm=config.hash_algorithm)  # type: ignore[arg-type]
 
 
 class _Group(click.Group):
@@ -63,19 +44,28 @@ class _Group(click.Group):
             ctx.exit(1)
 
 
+def _dialect(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A dialect by name or store URL scheme, in any case (``PostgreSQL``, ``chdb``)."""
+    try:
+        return dialect_name(value)
+    except UnsupportedByDialectError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
 @click.group(cls=_Group)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Config file (default: nearest metaxy-sql.toml or pyproject.toml with "
-                   "[tool.metaxy-sql]).")
-@click.option("-e", "--entrypoint", "entrypoints", multiple=True,
-              help="Module defining features (repeatable); overrides the config's entrypoints "
-                   "and METAXY_SQL_ENTRYPOINTS.")
-@click.option("--store", "store", help="Store URL; overrides config and METAXY_SQL_STORE.")
+              help=CONFIG_HELP)
+@click.option("-e", "--entrypoint", "entrypoints", multiple=True, help=ENTRYPOINT_HELP)
+@click.option("--store", "store", help=STORE_HELP)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(metaxy_sql.__version__, "--version", package_name="metaxy-sql",
+                      prog_name="metaxy-sql")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, entrypoints: tuple[str, ...],
         store: str | None, debug: bool) -> None:
     """Sample-level, field-level data versioning, compiled to SQL.
+
+    --store, -e and --config go before or after the command name.
 
     \b
     Definitions come from the modules named by `entrypoints` in [tool.metaxy-sql]
@@ -88,14 +78,15 @@ def cli(ctx: click.Context, config_path: Path | None, entrypoints: tuple[str, ..
              metaxy-sql -e metaxy_sql.examples.seed graph
              metaxy-sql -e metaxy_sql.examples.seed render video/face_crop
     """
-    ctx.obj = _Context(config_path, entrypoints, store, debug)
+    ctx.obj = CliContext(config_path, entrypoints, store, debug)
 
 
 @cli.command("graph")
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid"]), default="text",
               show_default=True)
+@common_options
 @click.pass_obj
-def graph_cmd(obj: _Context, fmt: str) -> None:
+def graph_cmd(obj: CliContext, fmt: str) -> None:
     """Show features, fields and field-level dependencies."""
     g = obj.graph()
     if fmt == "mermaid":
@@ -121,8 +112,10 @@ def graph_cmd(obj: _Context, fmt: str) -> None:
 
 @cli.command()
 @click.argument("feature", required=False)
-@click.option("--dialect", type=click.Choice(sorted(DIALECTS)), default="duckdb",
-              show_default=True)
+@click.option("--dialect", default="duckdb", show_default=True, callback=_dialect,
+              metavar="[" + "|".join(DIALECTS) + "]",
+              help="duckdb, clickhouse or postgres, in any case; the store URL schemes "
+                   f"({', '.join(ALIASES)}) name them too.")
 @click.option("--hash", "algorithm", type=click.Choice(["sha256", "md5"]), default="sha256",
               show_default=True)
 @click.option("--golden", type=click.Path(path_type=Path, file_okay=False),
@@ -135,8 +128,9 @@ def graph_cmd(obj: _Context, fmt: str) -> None:
               help="With --ddl: ON CLUSTER DDL of FEATURE's table (every feature's without "
                    "FEATURE): a ReplicatedMergeTree <table>__local on each node and a "
                    "Distributed <table> sharded by the id columns. Implies --dialect clickhouse.")
+@common_options
 @click.pass_obj
-def render(obj: _Context, feature: str | None, dialect: str, algorithm: str,
+def render(obj: CliContext, feature: str | None, dialect: str, algorithm: str,
            golden: Path | None, ddl: bool, cluster: str | None) -> None:
     """Print the one resolve statement of FEATURE, exactly as the store runs it.
 
@@ -173,93 +167,17 @@ def render(obj: _Context, feature: str | None, dialect: str, algorithm: str,
     click.echo(resolve_sql(g, feature, get_dialect(dialect), algorithm)[0], nl=False)  # type: ignore[arg-type]
 
 
-def _read_samples(path: Path) -> pa.Table:
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
+def _register_commands() -> None:
+    from metaxy_sql.cli import store_cmds, warehouse
 
-    if path.suffix not in (".parquet", ".jsonl", ".json", ".ndjson"):
-        raise ConfigError(f"--samples {path}: use a .parquet or .jsonl file")
-    try:
-        return pq.read_table(path) if path.suffix == ".parquet" else pj.read_json(path)
-    except (pa.ArrowException, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"--samples {path}: cannot read it as "
-                        f"{'parquet' if path.suffix == '.parquet' else 'JSON lines'} "
-                        f"({first}); write one JSON object per line, or a parquet file") from None
-
-
-@cli.command()
-@click.argument("feature")
-@click.option("--show", type=click.Choice(list(names.STATUSES)),
-              help="Also print rows of one category.")
-@click.option("--limit", type=int, default=20, show_default=True, help="Rows to print.")
-@click.option("--samples", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Root features: the current sample set (.parquet or .jsonl) with the id "
-                   "columns and metaxy_provenance_by_field.")
-@click.option("--sql", "show_sql", is_flag=True, help="Print the statement that ran.")
-@click.option("--where", help="Partial resolution: a predicate over the id columns, e.g. "
-                              "\"sample_uid LIKE 'v1%'\" (checked with sqlglot).")
-@click.pass_obj
-def resolve(obj: _Context, feature: str, show: str | None, limit: int, samples: Path | None,
-            show_sql: bool, where: str | None) -> None:
-    """Count the new, stale and orphaned samples of FEATURE (computed in the engine)."""
-    obj.graph().spec(feature)  # an unknown feature is named before the store is looked for
-    with obj.store(None, create=False) as store:
-        inc = store.resolve_update(feature, samples=_read_samples(samples) if samples else None,
-                                   where=where)
-        counts = inc.counts()
-        click.echo(f"{feature}: new {counts['new']}, stale {counts['stale']}, "
-                   f"orphaned {counts['orphaned']}")
-        if show:
-            part = getattr(inc, show)
-            shown = 0
-            for batch in part.iter_batches(max(limit, 1)):
-                for row in batch.to_pylist()[: limit - shown]:
-                    click.echo(json.dumps(row, default=str))
-                    shown += 1
-                if shown >= limit:
-                    break
-        if show_sql:
-            click.echo(inc.sql)
-
-
-@cli.command()
-@click.pass_obj
-def status(obj: _Context) -> None:
-    """Every feature: stored samples and its increment (new, stale, orphaned)."""
-    with obj.store(None, create=False) as store:
-        click.echo(f"{'feature':<28} {'rows':>10} {'new':>10} {'stale':>10} {'orphaned':>10}")
-        for key in store.graph.keys:
-            rows = store.count(key)
-            if store.graph.is_root(key):
-                click.echo(f"{key:<28} {rows:>10} {'(root: resolve with --samples)':>32}")
-                continue
-            c = store.resolve_update(key).counts()
-            click.echo(f"{key:<28} {rows:>10} {c['new']:>10} {c['stale']:>10} "
-                       f"{c['orphaned']:>10}")
-
-
-@cli.command()
-@click.option("--samples", "n", type=int, default=1000, show_default=True,
-              help="Number of videos in the example.")
-@click.option("--store", "url", default="duckdb:///metaxy-demo.db", show_default=True,
-              help="Store to run on (its example tables are dropped first).")
-def demo(n: int, url: str) -> None:
-    """Run the bundled example end to end and show "the little change"."""
-    from metaxy_sql.examples.demo import reset, run_demo
-
-    reset(url)
-    run_demo(url, n, click.echo)
-
-
-def _register_warehouse_commands() -> None:
-    from metaxy_sql.cli.warehouse import COMMANDS
-
-    for command in COMMANDS:
+    for command in (*store_cmds.COMMANDS, *warehouse.COMMANDS):
         cli.add_command(command)
+    # --store, -e and --config after the name, on every command (idempotent).
+    for command in cli.commands.values():
+        add_common_options(command)
 
 
-_register_warehouse_commands()
+_register_commands()
 
 
 def main() -> None:

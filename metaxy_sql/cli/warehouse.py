@@ -7,25 +7,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Protocol
 
 import click
 
-from metaxy_sql.engine.store import Store
+from metaxy_sql.cli.options import CliContext, common_options
+from metaxy_sql.cli.progress import progress
 from metaxy_sql.errors import ConfigError
 from metaxy_sql.model import names
 from metaxy_sql.warehouse.dbt import write_sources
 from metaxy_sql.warehouse.materialize import materialize
 from metaxy_sql.warehouse.plan import plan
 from metaxy_sql.warehouse.snapshots import graph_history, push_graph
-
-
-class _Obj(Protocol):
-    def store(self, url: str | None, *, create: bool = True) -> Store: ...
-
-
-_store_option = click.option("--store", "url", help="Store URL (overrides the global --store, "
-                                                    "config and METAXY_SQL_STORE).")
 
 
 @click.command("materialize")
@@ -43,11 +35,11 @@ _store_option = click.option("--store", "url", help="Store URL (overrides the gl
                                             "created for features no longer defined.")
 @click.option("--dbt-sources", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a dbt sources.yml describing the relations.")
-@_store_option
+@common_options
 @click.pass_obj
-def materialize_cmd(obj: _Obj, features: tuple[str, ...], all_: bool, kind: str,
+def materialize_cmd(obj: CliContext, features: tuple[str, ...], all_: bool, kind: str,
                     schema: str | None, prefix: str, suffix: str, dry_run: bool, prune: bool,
-                    dbt_sources: Path | None, url: str | None) -> None:
+                    dbt_sources: Path | None) -> None:
     """Create or replace increment views (or snapshot tables), dbt-style.
 
     \b
@@ -58,10 +50,12 @@ def materialize_cmd(obj: _Obj, features: tuple[str, ...], all_: bool, kind: str,
     """
     if bool(features) == all_:
         raise click.UsageError("give FEATURE ... or --all (not both)")
-    with obj.store(url, create=not dry_run) as store:
-        report = materialize(store, list(features) or None, as_=kind,  # type: ignore[arg-type]
-                                   schema=schema, prefix=prefix, suffix=suffix,
-                                   dry_run=dry_run, prune=prune)
+    with obj.store(None, create=not dry_run) as store:
+        keys = list(features) or list(store.graph.keys)
+        with progress("materialize", len(keys), unit="features") as task:
+            report = materialize(store, list(features) or None, as_=kind,  # type: ignore[arg-type]
+                                 schema=schema, prefix=prefix, suffix=suffix,
+                                 dry_run=dry_run, prune=prune, on_progress=task.advance)
         if dry_run:
             for a in report.actions:
                 if a.action not in ("skipped", "unchanged"):
@@ -84,11 +78,11 @@ def _tags(values: tuple[str, ...]) -> dict[str, str]:
 @click.command("push")
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE recorded with the snapshot "
                                                    "(repeatable).")
-@_store_option
+@common_options
 @click.pass_obj
-def push_cmd(obj: _Obj, tags: tuple[str, ...], url: str | None) -> None:
+def push_cmd(obj: CliContext, tags: tuple[str, ...]) -> None:
     """Record the current definitions as a graph snapshot in the store."""
-    with obj.store(url) as store:
+    with obj.store(None) as store:
         snap = push_graph(store, _tags(tags))
         state = "pushed" if snap.pushed else "already current:"
         click.echo(f"{state} snapshot {snap.version} ({len(snap.features)} features, "
@@ -96,11 +90,11 @@ def push_cmd(obj: _Obj, tags: tuple[str, ...], url: str | None) -> None:
 
 
 @click.command("history")
-@_store_option
+@common_options
 @click.pass_obj
-def history_cmd(obj: _Obj, url: str | None) -> None:
+def history_cmd(obj: CliContext) -> None:
     """List pushed graph snapshots, newest first."""
-    with obj.store(url, create=False) as store:
+    with obj.store(None, create=False) as store:
         snaps = graph_history(store)
         if not snaps:
             click.echo("no graph snapshot pushed yet (run `metaxy-sql push`)")
@@ -115,15 +109,15 @@ def history_cmd(obj: _Obj, url: str | None) -> None:
               show_default=True)
 @click.option("--fail-on-changes", is_flag=True,
               help="Exit 1 when the definitions differ from the last pushed snapshot (CI).")
-@_store_option
+@common_options
 @click.pass_obj
-def plan_cmd(obj: _Obj, fmt: str, fail_on_changes: bool, url: str | None) -> None:
+def plan_cmd(obj: CliContext, fmt: str, fail_on_changes: bool) -> None:
     """Impact of the definitions against the last pushed snapshot, counted in the engine.
 
     Per feature and field: what changed, how many samples are stale now, and how many
     downstream samples will follow once those are rewritten. Nothing is written.
     """
-    with obj.store(url, create=False) as store:
+    with obj.store(None, create=False) as store:
         result = plan(store)
     click.echo(result.to_json() if fmt == "json" else result.to_text())
     if fail_on_changes and result.has_changes:

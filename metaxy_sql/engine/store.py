@@ -308,12 +308,27 @@ class Store:
         return int(table.num_rows)
 
     # -- reads ------------------------------------------------------------------------------
-    def read(self, feature: str, *, history: bool = False) -> pa.Table:
-        """Latest state of ``feature`` (one live row per id); ``history=True``: every row.
+    def read(self, feature: str, *, history: bool = False, where: str | None = None,
+             limit: int | None = None) -> pa.Table:
+        """Latest state of ``feature`` (one live row per id, ordered by id); ``history=True``:
+        every row, tombstones included, per id in write order.
 
-        Arrow; :meth:`read_polars`, :meth:`read_pandas`, :meth:`table` (ibis) and
-        :meth:`iter_batches` give the same rows in other forms."""
-        query = self._read_query(feature, history)
+        Args:
+            feature: feature key.
+            history: every row ever written instead of the latest state.
+            where: a predicate over the rows' columns (ids, your columns, ``metaxy_*``), e.g.
+                ``"sample_uid = 'v1'"``, checked with sqlglot and run in the engine.
+            limit: at most this many rows (the first ones in the order above).
+
+        Returns:
+            An Arrow table; :meth:`read_polars`, :meth:`read_pandas`, :meth:`table` (ibis)
+            and :meth:`iter_batches` give the same rows in other forms.
+
+        Raises:
+            DefinitionError: ``where`` does not parse, is not allowed or reads unknown columns.
+            ConfigError: ``limit`` is negative.
+        """
+        query = self._read_query(feature, history, where, limit)
         if query is None:
             spec = self.graph.spec(feature)
             return pa.table({c: pa.array([], pa.string()) for c in spec.id_columns})
@@ -321,10 +336,11 @@ class Store:
         return coltypes.restore(result, self.column_types(feature))
 
     def iter_batches(self, feature: str, *, history: bool = False,
-                     batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
-        """The rows of :meth:`read` as a stream of Arrow record batches (none when the
-        feature was never written)."""
-        query = self._read_query(feature, history)
+                     batch_size: int = 65536, where: str | None = None,
+                     limit: int | None = None) -> Iterator[pa.RecordBatch]:
+        """The rows of :meth:`read` (same arguments) as a stream of Arrow record batches of
+        at most ``batch_size`` rows (none when the feature was never written)."""
+        query = self._read_query(feature, history, where, limit)
         if query is not None:
             types = self.column_types(feature)
             for batch in self.executor.batches(self.executor.dialect.render(query), batch_size):
@@ -363,19 +379,35 @@ class Store:
                             f"(store.write({feature!r}, ...))")
         return load_extension("ibis").table(self.executor, query)
 
-    def _read_query(self, feature: str, history: bool) -> exp.Select | None:
+    def _read_query(self, feature: str, history: bool, where: str | None = None,
+                    limit: int | None = None) -> exp.Select | None:
         """The query of :meth:`read`, or None when the feature has no table."""
         spec = self.graph.spec(feature)
+        if limit is not None and limit < 0:
+            raise ConfigError(f"read {feature!r}: limit must be 0 or more, got {limit}")
         table = names.table(feature)
         if table not in self.executor.tables():
+            if where is not None:  # still refuse what would never run
+                filters.parse_filter(where, f"read {feature!r}: where=")
             return None
+        stored = self.executor.columns(table)
         if history:
             query = builder.read_history(table, spec.id_columns, self.executor.dialect)
+            available = [c for c in stored if not names.is_per_field_column(c)]
         else:
-            columns = [c for c in self.executor.columns(table)
+            columns = [c for c in stored
                        if c not in spec.id_columns and not names.is_per_field_column(c)
                        and c not in (names.DELETED, names.SUPERSEDED, names.WRITE_SEQ)]
             query = builder.read_latest(table, spec.id_columns, columns)
+            available = [*spec.id_columns, *columns]
+        if where is not None:
+            what = f"read {feature!r}: where="
+            predicate = filters.parse_filter(where, what)
+            filters.check_columns(predicate, where, available, what,
+                                  "filter on the feature's columns")
+            query = query.where(predicate)
+        if limit is not None:
+            query = query.limit(limit)
         return query
 
     def column_types(self, feature: str) -> dict[str, pa.DataType]:

@@ -13,6 +13,11 @@ import metaxy_sql as mx
 from metaxy_sql.examples import seed
 
 Echo = Callable[[str], None]
+#: Told ``1`` each time the pipeline finishes a feature (``metaxy-sql demo`` shows progress).
+OnProgress = Callable[[int], None] | None
+
+#: Pipeline runs of :func:`run_demo`: first run, rerun, the little change.
+RUNS = 3
 
 
 def root_samples(n: int) -> pa.Table:
@@ -22,8 +27,15 @@ def root_samples(n: int) -> pa.Table:
     return pa.table({"sample_uid": uids, "metaxy_provenance_by_field": by_field})
 
 
-def run_pipeline(store: mx.Store, samples: pa.Table, echo: Echo) -> dict[str, dict[str, int]]:
-    """Resolve every feature in order, 'compute' what is new or stale, write it back."""
+def steps() -> int:
+    """The number of feature steps :func:`run_demo` takes (its progress total)."""
+    return RUNS * len(seed.graph.keys)
+
+
+def run_pipeline(store: mx.Store, samples: pa.Table, echo: Echo,
+                 on_progress: OnProgress = None) -> dict[str, dict[str, int]]:
+    """Resolve every feature in order, 'compute' what is new or stale, write it back;
+    ``on_progress(1)`` after each feature."""
     report = {}
     for key in store.graph.keys:
         inc = store.resolve_update(key, samples=samples if store.graph.is_root(key) else None)
@@ -42,6 +54,8 @@ def run_pipeline(store: mx.Store, samples: pa.Table, echo: Echo) -> dict[str, di
         why = ", ".join(f"{f}: {n}" for f, n in sorted(changed.items()))
         echo(f"  {key:<22} new {counts['new']:>6}  stale {counts['stale']:>6}  "
              f"orphaned {counts['orphaned']:>6}" + (f"   (changed fields: {why})" if why else ""))
+        if on_progress is not None:
+            on_progress(1)
     return report
 
 
@@ -52,16 +66,18 @@ def bumped_graph() -> mx.FeatureGraph:
     return mx.FeatureGraph([seed.video, seed.transcript, crop, seed.talking_head])
 
 
-def run_demo(url: str, n: int, echo: Echo) -> dict[str, dict[str, dict[str, int]]]:
-    """First run, a no-op rerun, then the little change. Returns every step's counts."""
+def run_demo(url: str, n: int, echo: Echo, on_progress: OnProgress = None
+             ) -> dict[str, dict[str, dict[str, int]]]:
+    """First run, a no-op rerun, then the little change (:func:`steps` features in all,
+    ``on_progress(1)`` after each). Returns every step's counts."""
     samples = root_samples(n)
     with mx.connect(url, graph=seed.graph) as store:
         echo(f"1. first run on {store.url}: every sample is new")
-        first = run_pipeline(store, samples, echo)
+        first = run_pipeline(store, samples, echo, on_progress)
         echo("2. run again: nothing to do")
-        again = run_pipeline(store, samples, echo)
+        again = run_pipeline(store, samples, echo, on_progress)
         echo("3. the little change: video/face_crop frames code_version 1 -> 2")
-        little = run_pipeline(store.with_graph(bumped_graph()), samples, echo)
+        little = run_pipeline(store.with_graph(bumped_graph()), samples, echo, on_progress)
         echo("   face_crop is stale (not new) because of `frames`; transcript/whisper only reads"
              " audio, so it has nothing to do.")
     return {"first": first, "again": again, "little_change": little}

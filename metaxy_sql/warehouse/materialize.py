@@ -24,7 +24,7 @@ the same name is an error, never touched.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -160,7 +160,8 @@ class _Ctx:
 def materialize(store: Store, features: Sequence[str] | None = None, *, as_: Kind = "view",
                 schema: str | None = None, prefix: str = "",
                 suffix: str = names.INCREMENT_SUFFIX, dry_run: bool = False,
-                prune: bool = False) -> MaterializeReport:
+                prune: bool = False,
+                on_progress: Callable[[int], None] | None = None) -> MaterializeReport:
     """Create or replace increment relations (``<feature>__increment``), dbt-style.
 
     ``as_="view"``: a live view whose SELECT is the resolve statement; ``"table"``: a
@@ -168,7 +169,7 @@ def materialize(store: Store, features: Sequence[str] | None = None, *, as_: Kin
     features read a per-session sample set and are skipped). ``dry_run`` runs nothing;
     each action carries its DDL. ``prune`` drops increment relations this store created
     for features no longer defined. Existing relations not created here are never
-    touched.
+    touched. ``on_progress(1)`` is called after each feature (skipped ones included).
 
     Raises:
         ConfigError: ``as_`` is not view/table, the schema does not exist, a relation of that
@@ -194,6 +195,8 @@ def materialize(store: Store, features: Sequence[str] | None = None, *, as_: Kin
     report = MaterializeReport(dry_run=dry_run)
     for key in sorted(keys, key=store.graph.keys.index):
         report.actions.append(_one(ctx, key, explicit))
+        if on_progress is not None:
+            on_progress(1)
     if prune:
         report.actions += _prune(ctx)
     return report
