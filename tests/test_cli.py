@@ -1,17 +1,29 @@
-"""The command line, driven as a user would (DuckDB; the CLI is engine-agnostic)."""
+"""The command line, driven as a user would: every command and flag, on DuckDB and on the
+other engines where a command touches a store (the ``engine`` fixture)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
+import importlib.metadata
+import itertools
 import json
+import os
+import re
 from pathlib import Path
+from typing import Any
 
+import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import metaxy_sql as mx
 from metaxy_sql.cli import cli
-from metaxy_sql.compile.dialects import get_dialect
+from metaxy_sql.cli import progress as progress_mod
+from metaxy_sql.cli.options import add_common_options
+from metaxy_sql.compile.dialects import dialect_name, get_dialect
 from metaxy_sql.compile.render import resolve_sql
 from metaxy_sql.examples import seed
 
@@ -27,9 +39,10 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 
 def run(runner: CliRunner, *args: str, code: int = 0) -> str:
+    """stdout of a successful command; stdout and stderr of a failing one."""
     result = runner.invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == code, result.output
-    return result.output
+    return result.stdout if code == 0 else result.output
 
 
 def test_graph_text_and_mermaid(runner: CliRunner) -> None:
@@ -139,3 +152,266 @@ def test_chdb_path_held_by_another_process_says_so(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- store commands on every engine --------------------------------------------------------------
+_counter = itertools.count()
+
+
+@pytest.fixture
+def url(engine: str) -> str:
+    """A fresh store URL on ``engine`` (nothing created yet)."""
+    module = importlib.import_module(f"tests.engines.{engine}")
+    return str(module.fresh_url(f"cli{os.getpid()}_{next(_counter)}"))
+
+
+def samples(n: int, frames: str = "f") -> list[dict[str, Any]]:
+    return [{"sample_uid": f"v{i}",
+             "metaxy_provenance_by_field": {"audio": f"a{i}", "frames": f"{frames}{i}"}}
+            for i in range(n)]
+
+
+def as_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the CLI's JSON must hold for Arrow rows: maps as objects, times as ISO text."""
+    def value(v: Any) -> Any:
+        if isinstance(v, list) and v and all(isinstance(x, tuple) and len(x) == 2 for x in v):
+            return {k: value(x) for k, x in v}
+        if isinstance(v, dt.datetime):
+            return v.isoformat(sep=" ")
+        return v
+    return [{k: value(v) for k, v in row.items()} for row in rows]
+
+
+def test_write_read_and_history(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(samples(3)), tmp_path / "first.parquet")
+    out = run(runner, *SEED, "write", "video/full", "first.parquet", "--store", url)
+    assert out == "wrote 3 rows to video/full\n"
+    (tmp_path / "second.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in samples(2, frames="g")))
+    run(runner, "write", "video/full", "second.jsonl", *SEED, "--store", url)
+    lines = run(runner, "read", "video/full", *SEED, "--store", url).splitlines()
+    rows = [json.loads(line) for line in lines]
+    # the latest state: one row per sample, v0 and v1 from the second write
+    assert [r["sample_uid"] for r in rows] == ["v0", "v1", "v2"]
+    assert [r["metaxy_provenance_by_field"] for r in rows] == [
+        {"audio": "a0", "frames": "g0"}, {"audio": "a1", "frames": "g1"},
+        {"audio": "a2", "frames": "f2"}]
+    history = run(runner, "read", "video/full", "--history", "--where", "sample_uid = 'v1'",
+                  *SEED, "--store", url)
+    hist = [json.loads(line) for line in history.splitlines()]
+    assert [(r["metaxy_provenance_by_field"]["frames"], r["metaxy_superseded"]) for r in hist] \
+        == [("f1", True), ("g1", False)]
+    assert len(run(runner, "read", "video/full", "--limit", "2", *SEED, "--store", url)
+               .splitlines()) == 2
+    # --format json parses and equals the Python API's answer
+    for args, kwargs in ((["--limit", "0"], {}),
+                         (["--history", "--where", "sample_uid <> 'v2'"],
+                          {"history": True, "where": "sample_uid <> 'v2'"})):
+        got = json.loads(run(runner, "read", "video/full", *args, "--format", "json", *SEED,
+                             "--store", url))
+        with mx.connect(url, graph=seed.graph, create=False) as store:
+            assert got == as_json(store.read("video/full", **kwargs).to_pylist())
+    assert len(got) == 4
+
+
+def test_write_csv_and_unreadable_files(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text(
+        'sample_uid,path,metaxy_provenance_by_field\n'
+        'v1,v1.mp4,"{""audio"": ""a1"", ""frames"": ""f1""}"\n')
+    run(runner, *SEED, "--store", url, "write", "video/full", "rows.csv")
+    row = json.loads(run(runner, *SEED, "--store", url, "read", "video/full"))
+    assert row["path"] == "v1.mp4"
+    assert row["metaxy_provenance_by_field"] == {"audio": "a1", "frames": "f1"}
+    for name, content, kind in (("bad.parquet", "xx", "parquet"),
+                                ("bad.jsonl", "{oops\n", "JSON lines"),
+                                ("bad.csv", 'sample_uid,metaxy_provenance_by_field\nv1,"[1]"\n',
+                                 "")):
+        (tmp_path / name).write_text(content)
+        out = run(runner, *SEED, "--store", url, "write", "video/full", name, code=1)
+        assert out.count("\n") == 1 and out.startswith(f"error: {name}"), out
+        assert (f"cannot read it as {kind}" if kind else "is not a JSON object") in out
+    (tmp_path / "rows.txt").write_text("x")
+    out = run(runner, *SEED, "--store", url, "write", "video/full", "rows.txt", code=1)
+    assert "use a .parquet, .jsonl or .csv file" in out
+
+
+def test_resolve_samples_write_records_the_increment(runner: CliRunner, url: str,
+                                                     tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(samples(4)), tmp_path / "s.parquet")
+    out = run(runner, *SEED, "resolve", "video/full", "--samples", "s.parquet", "--write",
+              "--store", url)
+    assert out.splitlines() == ["video/full: new 4, stale 0, orphaned 0",
+                                "wrote 4 samples of video/full (new and stale)"]
+    # one sample's frames changed, one sample added: stale 1 + new 1, written in one go
+    changed = samples(5)
+    changed[2]["metaxy_provenance_by_field"]["frames"] = "new-frames"
+    pq.write_table(pa.Table.from_pylist(changed), tmp_path / "s2.parquet")
+    out = run(runner, *SEED, "resolve", "video/full", "--samples", "s2.parquet", "--write",
+              "--store", url)
+    assert out.splitlines() == ["video/full: new 1, stale 1, orphaned 0",
+                                "wrote 2 samples of video/full (new and stale)"]
+    again = run(runner, *SEED, "resolve", "video/full", "--samples", "s2.parquet",
+                "--store", url)
+    assert again == "video/full: new 0, stale 0, orphaned 0\n"
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        assert store.count("video/full") == 5
+        frames = {r["sample_uid"]: dict(r["metaxy_provenance_by_field"])["frames"]
+                  for r in store.read("video/full").to_pylist()}
+        assert frames["v2"] == "new-frames" and frames["v4"] == "f4"
+    # downstream of the written root: every transcript is new
+    assert run(runner, *SEED, "resolve", "transcript/whisper", "--store", url) == \
+        "transcript/whisper: new 5, stale 0, orphaned 0\n"
+
+
+def test_root_feature_hint_names_the_samples_file(runner: CliRunner, url: str) -> None:
+    run(runner, *SEED, "--store", url, "push")
+    out = run(runner, *SEED, "--store", url, "resolve", "video/full", code=1)
+    assert out.count("\n") == 1 and "pass --samples FILE" in out and "samples=" not in out
+    status = run(runner, *SEED, "--store", url, "status")
+    assert "resolve it with --samples FILE" in status
+
+
+def test_format_json_equals_the_python_api(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(samples(3)), tmp_path / "s.parquet")
+    run(runner, *SEED, "--store", url, "resolve", "video/full", "--samples", "s.parquet",
+        "--write")
+    run(runner, *SEED, "--store", url, "push")
+    result = runner.invoke(cli, [*SEED, "status", "--format", "json", "--store", url],
+                           catch_exceptions=False)
+    assert result.exit_code == 0 and result.stderr == ""  # no progress with --format json
+    status = json.loads(result.stdout)
+    shown = json.loads(run(runner, *SEED, "resolve", "transcript/whisper", "--show", "new",
+                           "--limit", "2", "--sql", "--format", "json", "--store", url))
+    plan_out = json.loads(run(runner, *SEED, "plan", "--format", "json", "--store", url))
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        expected: dict[str, Any] = {}
+        for key in seed.graph.keys:
+            if seed.graph.is_root(key):
+                expected[key] = {"rows": store.count(key), "root": True, "new": None,
+                                 "stale": None, "orphaned": None}
+            else:
+                expected[key] = {"rows": store.count(key), "root": False,
+                                 **store.resolve_update(key).counts()}
+        assert status == expected
+        assert status["transcript/whisper"] == {"rows": 0, "root": False, "new": 3, "stale": 0,
+                                                "orphaned": 0}
+        inc = store.resolve_update("transcript/whisper")
+        assert shown == {"feature": "transcript/whisper", "counts": inc.counts(),
+                         "rows": {"new": as_json(inc.new.to_pylist())[:2]}, "sql": inc.sql}
+        assert shown["rows"]["new"][0]["metaxy_provenance_by_field"].keys() == {"text"}
+        assert plan_out == json.loads(mx.plan(store).to_json())
+
+
+def test_delete_and_drop(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(samples(5)), tmp_path / "s.parquet")
+    run(runner, *SEED, "--store", url, "write", "video/full", "s.parquet")
+    (tmp_path / "ids.jsonl").write_text('{"sample_uid": "v0"}\n')
+    assert run(runner, *SEED, "--store", url, "delete", "video/full", "ids.jsonl") == \
+        "deleted 1 samples of video/full (soft)\n"
+    assert run(runner, *SEED, "--store", url, "delete", "video/full", "--where",
+               "sample_uid IN ('v1', 'v2')") == "deleted 2 samples of video/full (soft)\n"
+    # v3 hard-deleted: its history goes too; v0's tombstone and history stay
+    run(runner, *SEED, "--store", url, "delete", "video/full", "--where", "sample_uid = 'v3'",
+        "--hard")
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        assert store.read("video/full").column("sample_uid").to_pylist() == ["v4"]
+        history = store.read("video/full", history=True)
+        assert sorted(set(history.column("sample_uid").to_pylist())) == ["v0", "v1", "v2", "v4"]
+    out = run(runner, *SEED, "--store", url, "delete", "video/full", code=2)
+    assert "give FILE or --where" in out
+    out = runner.invoke(cli, [*SEED, "--store", url, "drop", "video/full"], input="n\n")
+    assert out.exit_code == 1 and "Aborted" in out.output
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        assert store.count("video/full") == 1  # nothing dropped without a yes
+    assert run(runner, *SEED, "--store", url, "drop", "video/full", "--yes") == \
+        "dropped video/full\n"
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        assert store.count("video/full") == 0
+        assert store.read("video/full", history=True).num_rows == 0
+
+
+# -- options after the command name, version, dialects ---------------------------------------------
+def test_store_and_entrypoint_after_every_command(runner: CliRunner) -> None:
+    for name, command in cli.commands.items():
+        opts = {o for p in command.params for o in p.opts}
+        assert {"--store", "-e", "--entrypoint", "--config"} <= opts, name
+    # a command from another module gets them too, once
+    extra = click.command("extra")(lambda: None)
+    assert add_common_options(add_common_options(extra)) is extra
+    assert sorted(o for p in extra.params for o in p.opts) == [
+        "--config", "--entrypoint", "--store", "-e"]
+
+
+def test_options_after_the_command_win(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    (tmp_path / "metaxy-sql.toml").write_text(
+        'entrypoints = ["metaxy_sql.examples.lineage"]\nstore = "duckdb:///elsewhere.db"\n')
+    pq.write_table(pa.Table.from_pylist(samples(2)), tmp_path / "s.parquet")
+    other = tmp_path / "other.toml"
+    other.write_text('entrypoints = ["metaxy_sql.examples.seed"]\n')
+    # config, entrypoints and store all given after the command name
+    run(runner, "write", "video/full", "s.parquet", "--config", str(other), "--store", url)
+    out = run(runner, "--store", "duckdb:///wrong.db", "status", "-e",
+              "metaxy_sql.examples.seed", "--store", url)
+    assert out.splitlines()[1].split()[:2] == ["video/full", "2"]
+    for args in (["push"], ["history"], ["plan"], ["materialize", "--all", "--dry-run"],
+                 ["read", "video/full"], ["graph"], ["render", "video/full"]):
+        run(runner, *args, "-e", "metaxy_sql.examples.seed", "--store", url)
+    assert not (tmp_path / "wrong.db").exists() and not (tmp_path / "elsewhere.db").exists()
+
+
+def test_version() -> None:
+    assert mx.__version__ == importlib.metadata.version("metaxy-sql")
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"metaxy-sql, version {mx.__version__}\n"
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("PostgreSQL", "postgres"), ("postgresql", "postgres"), ("POSTGRES", "postgres"),
+    ("ClickHouse", "clickhouse"), ("chdb", "clickhouse"), ("clickhouses", "clickhouse"),
+    ("DuckDB", "duckdb")])
+def test_dialect_names_accept_schemes_and_any_case(runner: CliRunner, given: str,
+                                                   canonical: str) -> None:
+    assert dialect_name(given) == canonical
+    assert type(get_dialect(given)) is type(get_dialect(canonical))
+    out = run(runner, *SEED, "render", "video/face_crop", "--dialect", given)
+    assert out == resolve_sql(seed.graph, "video/face_crop", get_dialect(canonical))[0]
+
+
+def test_unknown_dialect_lists_the_names(runner: CliRunner) -> None:
+    out = run(runner, *SEED, "render", "video/face_crop", "--dialect", "pg", code=2)
+    assert "unknown dialect 'pg'" in out and "postgresql" in out
+    with pytest.raises(mx.UnsupportedByDialectError, match="unknown dialect 'oracle'"):
+        get_dialect("oracle")
+
+
+# -- progress --------------------------------------------------------------------------------------
+def test_progress_plain_lines_on_stderr(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(samples(3)), tmp_path / "s.parquet")
+    result = runner.invoke(cli, [*SEED, "--store", url, "resolve", "video/full", "--samples",
+                                 "s.parquet", "--write"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert re.fullmatch(r"read s\.parquet: 3 rows in [\d.]+ s\n"
+                        r"write video/full: 3/3 rows in [\d.]+ s\n", result.stderr)
+    assert "read s.parquet" not in result.stdout
+    for args, line in ((["status"], r"status: 4/4 features"),
+                       (["materialize", "--all"], r"materialize: 4/4 features"),
+                       (["write", "video/full", "s.parquet"], r"write video/full: 3/3 rows")):
+        result = runner.invoke(cli, [*SEED, "--store", url, *args], catch_exceptions=False)
+        assert result.exit_code == 0 and re.search(line + r" in [\d.]+ s\n", result.stderr), \
+            (args, result.stderr)
+        assert line.split(":")[0] + ":" not in result.stdout
+    result = runner.invoke(cli, ["demo", "--samples", "5", "--store", "duckdb:///demo.db"],
+                           catch_exceptions=False)
+    assert re.search(r"^demo: 12/12 steps in [\d.]+ s$", result.stderr, re.M), result.stderr
+
+
+def test_progress_rich_on_a_terminal(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress_mod, "is_terminal", lambda: True)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws on the captured stderr as on a tty
+    result = runner.invoke(cli, ["demo", "--samples", "5", "--store", "duckdb:///demo.db"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "video/face_crop        new      0  stale      5" in result.stdout
+    assert re.search(r"demo: 12/12 steps in [\d.]+ s", result.stderr), result.stderr
+    assert "demo:" not in result.stdout
+    assert "━" in result.stderr  # rich's bar was drawn (plain mode has none)
