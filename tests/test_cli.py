@@ -334,12 +334,12 @@ def test_delete_and_drop(runner: CliRunner, url: str, tmp_path: Path) -> None:
 def test_store_and_entrypoint_after_every_command(runner: CliRunner) -> None:
     for name, command in cli.commands.items():
         opts = {o for p in command.params for o in p.opts}
-        assert {"--store", "-e", "--entrypoint", "--config"} <= opts, name
+        assert {"--store", "-e", "--entrypoint", "--config", "--debug"} <= opts, name
     # a command from another module gets them too, once
     extra = click.command("extra")(lambda: None)
     assert add_common_options(add_common_options(extra)) is extra
     assert sorted(o for p in extra.params for o in p.opts) == [
-        "--config", "--entrypoint", "--store", "-e"]
+        "--config", "--debug", "--entrypoint", "--store", "-e"]
 
 
 def test_options_after_the_command_win(runner: CliRunner, url: str, tmp_path: Path) -> None:
@@ -353,7 +353,8 @@ def test_options_after_the_command_win(runner: CliRunner, url: str, tmp_path: Pa
     out = run(runner, "--store", "duckdb:///wrong.db", "status", "-e",
               "metaxy_sql.examples.seed", "--store", url)
     assert out.splitlines()[1].split()[:2] == ["video/full", "2"]
-    for args in (["push"], ["history"], ["plan"], ["materialize", "--all", "--dry-run"],
+    for args in (["push", "--debug"], ["history"], ["plan"],
+                 ["materialize", "--all", "--dry-run"],
                  ["read", "video/full"], ["graph"], ["render", "video/full"]):
         run(runner, *args, "-e", "metaxy_sql.examples.seed", "--store", url)
     assert not (tmp_path / "wrong.db").exists() and not (tmp_path / "elsewhere.db").exists()
@@ -415,3 +416,29 @@ def test_progress_rich_on_a_terminal(runner: CliRunner, monkeypatch: pytest.Monk
     assert re.search(r"demo: 12/12 steps in [\d.]+ s", result.stderr), result.stderr
     assert "demo:" not in result.stdout
     assert "━" in result.stderr  # rich's bar was drawn (plain mode has none)
+
+
+# -- what `read --where --limit` runs: Store.read(where=, limit=) -----------------------------
+def test_store_read_where_and_limit(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    store.write("video/full", [r | {"path": f"p{i}"} for i, r in enumerate(samples(4))])
+    store.write("video/full", [samples(2, frames="g")[1] | {"path": "p1b"}])
+    got = store.read("video/full", where="sample_uid IN ('v1', 'v3') OR path = 'p0'")
+    assert got.column("sample_uid").to_pylist() == ["v0", "v1", "v3"]
+    assert got.column("path").to_pylist() == ["p0", "p1b", "p3"]
+    assert store.read("video/full", limit=2).column("sample_uid").to_pylist() == ["v0", "v1"]
+    assert store.read("video/full", limit=0).num_rows == 0
+    history = store.read("video/full", history=True, where="sample_uid = 'v1'")
+    assert history.column("path").to_pylist() == ["p1", "p1b"]
+    batches = list(store.iter_batches("video/full", where="path LIKE 'p1%'", batch_size=1))
+    assert [b.column("sample_uid").to_pylist() for b in batches] == [["v1"]]
+    with pytest.raises(mx.DefinitionError, match=r"reads unknown columns \['nope'\]"):
+        store.read("video/full", where="nope = 1")
+    with pytest.raises(mx.DefinitionError, match="Lower is not allowed"):
+        store.read("video/full", where="lower(path) = 'p0'")
+    with pytest.raises(mx.ConfigError, match="limit must be 0 or more"):
+        store.read("video/full", limit=-1)
+    # a feature never written: nothing to read, but a bad predicate is still refused
+    assert store.read("transcript/whisper", where="sample_uid = 'v1'").num_rows == 0
+    with pytest.raises(mx.DefinitionError, match="does not parse"):
+        store.read("transcript/whisper", where="sample_uid = = 'v1'")

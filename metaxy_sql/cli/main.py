@@ -16,7 +16,6 @@ from metaxy_sql.cli.options import (
     STORE_HELP,
     CliContext,
     add_common_options,
-    common_options,
 )
 from metaxy_sql.compile.dialects import ALIASES, DIALECTS, dialect_name, get_dialect
 from metaxy_sql.compile.render import resolve_sql
@@ -24,6 +23,9 @@ from metaxy_sql.errors import ExecutionError, MetaxySqlError, UnsupportedByDiale
 from metaxy_sql.model import names
 from metaxy_sql.model.config import load_graph
 from metaxy_sql.warehouse.golden import write_golden
+
+#: The old name of the invocation context (kept for command modules that use it).
+_Context = CliContext
 
 
 class _Group(click.Group):
@@ -84,7 +86,6 @@ def cli(ctx: click.Context, config_path: Path | None, entrypoints: tuple[str, ..
 @cli.command("graph")
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid"]), default="text",
               show_default=True)
-@common_options
 @click.pass_obj
 def graph_cmd(obj: CliContext, fmt: str) -> None:
     """Show features, fields and field-level dependencies."""
@@ -128,7 +129,6 @@ def graph_cmd(obj: CliContext, fmt: str) -> None:
               help="With --ddl: ON CLUSTER DDL of FEATURE's table (every feature's without "
                    "FEATURE): a ReplicatedMergeTree <table>__local on each node and a "
                    "Distributed <table> sharded by the id columns. Implies --dialect clickhouse.")
-@common_options
 @click.pass_obj
 def render(obj: CliContext, feature: str | None, dialect: str, algorithm: str,
            golden: Path | None, ddl: bool, cluster: str | None) -> None:

@@ -1,9 +1,10 @@
 """What every ``metaxy-sql`` command shares: the invocation context (config, definitions,
 store) and the options that set it, accepted before the command name *and* after it.
 
-``metaxy-sql --store URL status`` and ``metaxy-sql status --store URL`` mean the same; a
-value given after the command name wins over one given before it (``-e`` modules given in
-both places are all loaded). Any command module applies :func:`common_options`::
+``metaxy-sql --store URL status`` and ``metaxy-sql status --store URL`` mean the same (so
+do ``-e``, ``--config`` and ``--debug``); a value given after the command name wins over one
+given before it (``-e`` modules given in both places are all loaded). Any command module
+applies :func:`common_options`; the group adds them to every command registered on it::
 
     @click.command("copy")
     @common_options
@@ -88,6 +89,11 @@ def _add_entrypoints(ctx: click.Context, _: click.Parameter, value: tuple[str, .
         obj.entrypoints = (*obj.entrypoints, *value)
 
 
+def _set_debug(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    if value:
+        _obj(ctx).debug = True
+
+
 def _set_config(ctx: click.Context, _: click.Parameter, value: Path | None) -> None:
     if value is not None:
         _obj(ctx).config_path = value
@@ -107,6 +113,8 @@ def _specs() -> list[tuple[list[str], dict[str, Any]]]:
                                   "callback": _add_entrypoints, "help": ENTRYPOINT_HELP}),
         (["--config"], {"type": click.Path(path_type=Path, dir_okay=False),
                         "expose_value": False, "callback": _set_config, "help": CONFIG_HELP}),
+        (["--debug"], {"is_flag": True, "expose_value": False, "callback": _set_debug,
+                       "help": "Show tracebacks on errors."}),
     ]
 
 
@@ -121,7 +129,7 @@ def add_common_options(command: click.Command) -> click.Command:
 
 
 def common_options(command: F) -> F:
-    """Add ``--store``, ``-e/--entrypoint`` and ``--config`` to a command, so they are
+    """Add ``--store``, ``-e/--entrypoint``, ``--config`` and ``--debug`` to a command, so they are
     accepted after its name as well as before it (they update ``ctx.obj``, a
     :class:`CliContext`; the command reads them through it, not as parameters).
 

@@ -52,7 +52,8 @@ def materialize_cmd(obj: CliContext, features: tuple[str, ...], all_: bool, kind
         raise click.UsageError("give FEATURE ... or --all (not both)")
     with obj.store(None, create=not dry_run) as store:
         keys = list(features) or list(store.graph.keys)
-        with progress("materialize", len(keys), unit="features") as task:
+        # A dry run prints DDL and runs nothing: no progress.
+        with progress("materialize", len(keys), unit="features", quiet=dry_run) as task:
             report = materialize(store, list(features) or None, as_=kind,  # type: ignore[arg-type]
                                  schema=schema, prefix=prefix, suffix=suffix,
                                  dry_run=dry_run, prune=prune, on_progress=task.advance)
