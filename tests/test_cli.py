@@ -442,3 +442,21 @@ def test_store_read_where_and_limit(make_store: Any) -> None:
     assert store.read("transcript/whisper", where="sample_uid = 'v1'").num_rows == 0
     with pytest.raises(mx.DefinitionError, match="does not parse"):
         store.read("transcript/whisper", where="sample_uid = = 'v1'")
+
+
+def test_duckdb_draws_no_progress_bar_of_its_own(tmp_path: Path) -> None:
+    # DuckDB's bar goes to stdout on long statements and would corrupt `--format json`.
+    with mx.connect(f"duckdb:///{tmp_path}/m.db", graph=seed.graph) as store:
+        setting = store.executor.fetch("SELECT current_setting('enable_progress_bar') AS on_")
+        assert setting.column("on_").to_pylist() == [False]
+
+
+def test_plain_progress_prints_no_interim_line_once_done(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(progress_mod, "PLAIN_INTERVAL_S", 0.0)
+    with progress_mod.progress("write x", 2) as task:
+        task.advance(1)  # an interim line: not done yet
+        task.advance(1)  # done: only the summary follows
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == ["write x: 1/2 rows", "write x: 2/2 rows"]
+    assert lines[0].endswith(" ...") and not lines[1].endswith(" ...")

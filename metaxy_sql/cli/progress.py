@@ -46,7 +46,8 @@ class _PlainTask(Task):
     def advance(self, n: int = 1) -> None:
         super().advance(n)
         now = time.monotonic()
-        if now - self._last >= PLAIN_INTERVAL_S:
+        finished = self.total is not None and self.done >= self.total  # the summary follows
+        if now - self._last >= PLAIN_INTERVAL_S and not finished:
             self._last = now
             click.echo(f"{self.summary()} ...", file=self._out)
 

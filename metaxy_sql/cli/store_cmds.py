@@ -178,8 +178,13 @@ def read_cmd(obj: CliContext, feature: str, history: bool, where: str | None, li
             rows = [row for batch in batches for row in plain_rows(batch)]
             click.echo(dumps(rows, indent=2))
             return
+        shown = 0
         for line in json_lines(batches):
             click.echo(line)
+            shown += 1
+        if limit and shown == limit:
+            click.echo(f"(the first {limit} rows; --limit N shows more, --limit 0 all)",
+                       err=True)
 
 
 @click.command("write")

@@ -30,6 +30,9 @@ class DuckDBExecutor:
                     f"cannot open {self.url}: directory {parent} does not exist; create it first")
         try:
             self.con = duckdb.connect(path)
+            # DuckDB draws its own progress bar on stdout for long statements, which would
+            # corrupt what a caller prints there (``metaxy-sql ... --format json``).
+            self.con.execute("SET enable_progress_bar = false")
         except duckdb.Error as e:
             raise StoreConnectionError(f"cannot open {self.url}: {e}") from None
         # One connection serves the store; the lock lets a background writer share it.
