@@ -201,8 +201,11 @@ def test_write_read_and_history(runner: CliRunner, url: str, tmp_path: Path) -> 
     hist = [json.loads(line) for line in history.splitlines()]
     assert [(r["metaxy_provenance_by_field"]["frames"], r["metaxy_superseded"]) for r in hist] \
         == [("f1", True), ("g1", False)]
-    assert len(run(runner, "read", "video/full", "--limit", "2", *SEED, "--store", url)
-               .splitlines()) == 2
+    cut = runner.invoke(cli, ["read", "video/full", "--limit", "2", *SEED, "--store", url])
+    assert len(cut.stdout.splitlines()) == 2
+    assert cut.stderr.startswith("(the first 2 rows; --limit N shows more")
+    whole = runner.invoke(cli, ["read", "video/full", "--limit", "3", *SEED, "--store", url])
+    assert len(whole.stdout.splitlines()) == 3 and whole.stderr == ""  # nothing was cut
     # --format json parses and equals the Python API's answer
     for args, kwargs in ((["--limit", "0"], {}),
                          (["--history", "--where", "sample_uid <> 'v2'"],

@@ -7,6 +7,7 @@ Registered on the ``metaxy-sql`` group by :mod:`metaxy_sql.cli.main`.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pyarrow as pa
 
 from metaxy_sql.cli.options import CliContext, common_options, json_format_option
 from metaxy_sql.cli.progress import progress
-from metaxy_sql.cli.rows import dumps, json_lines, plain_rows, read_rows
+from metaxy_sql.cli.rows import dumps, plain_rows, read_rows
 from metaxy_sql.engine.store import Store
 from metaxy_sql.errors import DataError
 from metaxy_sql.model import names
@@ -171,20 +172,23 @@ def read_cmd(obj: CliContext, feature: str, history: bool, where: str | None, li
       metaxy-sql read video/full --history --where "sample_uid = 'v1'"
     """
     obj.graph().spec(feature)
-    with obj.store(None, create=False) as store:
-        batches = store.iter_batches(feature, history=history, where=where,
-                                     limit=limit or None)
+    with obj.store(None, create=False) as store, contextlib.closing(store.iter_batches(
+            # One row more than shown tells whether --limit cut the output.
+            feature, history=history, where=where, limit=limit + 1 if limit else None,
+    )) as batches:
         if fmt == "json":
             rows = [row for batch in batches for row in plain_rows(batch)]
-            click.echo(dumps(rows, indent=2))
+            click.echo(dumps(rows[:limit] if limit else rows, indent=2))
             return
         shown = 0
-        for line in json_lines(batches):
-            click.echo(line)
-            shown += 1
-        if limit and shown == limit:
-            click.echo(f"(the first {limit} rows; --limit N shows more, --limit 0 all)",
-                       err=True)
+        for batch in batches:  # streamed: --limit 0 prints any number of rows
+            for row in plain_rows(batch):
+                if limit and shown == limit:
+                    click.echo(f"(the first {limit} rows; --limit N shows more, "
+                               "--limit 0 all)", err=True)
+                    return
+                click.echo(dumps(row))
+                shown += 1
 
 
 @click.command("write")
