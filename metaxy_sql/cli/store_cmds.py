@@ -7,7 +7,6 @@ Registered on the ``metaxy-sql`` group by :mod:`metaxy_sql.cli.main`.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +171,10 @@ def read_cmd(obj: CliContext, feature: str, history: bool, where: str | None, li
       metaxy-sql read video/full --history --where "sample_uid = 'v1'"
     """
     obj.graph().spec(feature)
-    with obj.store(None, create=False) as store, contextlib.closing(store.iter_batches(
-            # One row more than shown tells whether --limit cut the output.
-            feature, history=history, where=where, limit=limit + 1 if limit else None,
-    )) as batches:
+    with obj.store(None, create=False) as store:
+        # One row more than shown tells whether --limit cut the output.
+        batches = store.iter_batches(feature, history=history, where=where,
+                                     limit=limit + 1 if limit else None)
         if fmt == "json":
             rows = [row for batch in batches for row in plain_rows(batch)]
             click.echo(dumps(rows[:limit] if limit else rows, indent=2))
@@ -183,12 +182,11 @@ def read_cmd(obj: CliContext, feature: str, history: bool, where: str | None, li
         shown = 0
         for batch in batches:  # streamed: --limit 0 prints any number of rows
             for row in plain_rows(batch):
-                if limit and shown == limit:
-                    click.echo(f"(the first {limit} rows; --limit N shows more, "
-                               "--limit 0 all)", err=True)
-                    return
-                click.echo(dumps(row))
+                if not limit or shown < limit:
+                    click.echo(dumps(row))
                 shown += 1
+    if limit and shown > limit:
+        click.echo(f"(the first {limit} rows; --limit N shows more, --limit 0 all)", err=True)
 
 
 @click.command("write")
