@@ -463,3 +463,12 @@ def test_plain_progress_prints_no_interim_line_once_done(
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(" in ")[0] for line in lines] == ["write x: 1/2 rows", "write x: 2/2 rows"]
     assert lines[0].endswith(" ...") and not lines[1].endswith(" ...")
+
+
+def test_store_url_schemes_in_any_case(runner: CliRunner, url: str) -> None:
+    scheme, rest = url.split("://", 1)
+    shouted = f"{scheme.upper()}://{rest}"
+    (Path.cwd() / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples(2)))
+    run(runner, *SEED, "write", "video/full", "s.jsonl", "--store", shouted)
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        assert store.count("video/full") == 2
