@@ -264,6 +264,11 @@ def test_resolve_samples_write_records_the_increment(runner: CliRunner, url: str
     # downstream of the written root: every transcript is new
     assert run(runner, *SEED, "resolve", "transcript/whisper", "--store", url) == \
         "transcript/whisper: new 5, stale 0, orphaned 0\n"
+    # a computed feature is written by its step, never marked done by resolve
+    out = run(runner, *SEED, "resolve", "transcript/whisper", "--write", "--store", url, code=1)
+    assert "--write records a root feature's sample set only" in out
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        assert store.count("transcript/whisper") == 0
 
 
 def test_root_feature_hint_names_the_samples_file(runner: CliRunner, url: str) -> None:

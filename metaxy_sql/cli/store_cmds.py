@@ -38,8 +38,8 @@ def _samples_hint(store: Store, feature: str) -> str:
               help="Root features: the current sample set (.parquet, .jsonl or .csv) with the "
                    "id columns and metaxy_provenance_by_field.")
 @click.option("--write", "write_", is_flag=True,
-              help="Record the increment: write its new and stale samples (one write; root "
-                   "features with --samples).")
+              help="Root features: record the sample set given with --samples (its new and "
+                   "stale samples, in one write).")
 @click.option("--sql", "show_sql", is_flag=True, help="Print the statement that ran.")
 @click.option("--where", help="Partial resolution: a predicate over the id columns, e.g. "
                               "\"sample_uid LIKE 'v1%'\" (checked with sqlglot).")
@@ -68,6 +68,10 @@ def resolve(obj: CliContext, feature: str, show: str | None, limit: int, samples
         elif samples is not None:
             raise DataError(f"feature {feature!r} has upstream features; its samples come from "
                             "them: leave out --samples")
+        elif write_:
+            raise DataError(f"feature {feature!r} has upstream features: --write records a root "
+                            "feature's sample set only; write this feature's rows once computed "
+                            f"(metaxy-sql write {feature} FILE, or store.write)")
         inc = store.resolve_update(feature, samples=rows, where=where)
         counts = inc.counts()
         out: dict[str, Any] = {"feature": feature, "counts": counts}
