@@ -9,11 +9,12 @@ is told how many more units (rows, features) are done, and the CLI passes
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -103,8 +104,55 @@ def progress(description: str, total: int | None = None, *, unit: str = "rows",
 
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, redirect_stdout=False) as bar:
         task = _RichTask(description, total, unit, bar,
                          bar.add_task(description, total=total))
-        yield task
+        real, sys.stdout = sys.stdout, _AboveTheBar(console, sys.stdout)
+        try:
+            yield task
+        finally:
+            sys.stdout.flush()
+            sys.stdout = real
     click.echo(task.summary(), file=sys.stderr)
+
+
+class _AboveTheBar(io.TextIOBase):
+    """``sys.stdout`` while a rich bar is drawn: each whole line is printed above the bar
+    (through the bar's console), so command output and the bar do not overwrite each other.
+
+    Rich's own stdout redirection is bypassed by ``click.echo``, which writes to the binary
+    buffer under ``sys.stdout``; this stream is text only, so click writes to it."""
+
+    def __init__(self, console: Any, real: TextIO) -> None:
+        super().__init__()
+        self._console, self._real, self._pending = console, real, ""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "strict"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._real.isatty()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._console.print(line, markup=False, highlight=False, emoji=False,
+                                soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            line, self._pending = self._pending, ""
+            self._console.print(line, markup=False, highlight=False, emoji=False,
+                                soft_wrap=True)
