@@ -290,6 +290,8 @@ def test_format_json_equals_the_python_api(runner: CliRunner, url: str, tmp_path
     status = json.loads(result.stdout)
     shown = json.loads(run(runner, *SEED, "resolve", "transcript/whisper", "--show", "new",
                            "--limit", "2", "--sql", "--format", "json", "--store", url))
+    every = json.loads(run(runner, *SEED, "resolve", "transcript/whisper", "--show", "new",
+                           "--limit", "0", "--format", "json", "--store", url))
     plan_out = json.loads(run(runner, *SEED, "plan", "--format", "json", "--store", url))
     with mx.connect(url, graph=seed.graph, create=False) as store:
         expected: dict[str, Any] = {}
@@ -307,6 +309,8 @@ def test_format_json_equals_the_python_api(runner: CliRunner, url: str, tmp_path
         assert shown == {"feature": "transcript/whisper", "counts": inc.counts(),
                          "rows": {"new": as_json(inc.new.to_pylist())[:2]}, "sql": inc.sql}
         assert shown["rows"]["new"][0]["metaxy_provenance_by_field"].keys() == {"text"}
+        assert every["rows"]["new"] == as_json(inc.new.to_pylist())  # --limit 0: all 3
+        assert len(every["rows"]["new"]) == 3
         assert plan_out == json.loads(mx.plan(store).to_json())
 
 

@@ -23,17 +23,12 @@ from metaxy_sql.model import names
 _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 
 
-def _samples_hint(store: Store, feature: str) -> str:
-    return (f"{list(store.graph.spec(feature).id_columns)} and {names.PROVENANCE_BY_FIELD} "
-            "(field -> provenance) for every sample")
-
-
 @click.command()
 @click.argument("feature")
 @click.option("--show", type=click.Choice(list(names.STATUSES)),
               help="Also print rows of one category.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Rows to print with --show.")
+              help="Rows to print with --show (0: all).")
 @click.option("--samples", type=_FILE,
               help="Root features: the current sample set (.parquet, .jsonl or .csv) with the "
                    "id columns and metaxy_provenance_by_field.")
@@ -55,23 +50,24 @@ def resolve(obj: CliContext, feature: str, show: str | None, limit: int, samples
       metaxy-sql resolve video/full --samples samples.parquet --write
     """
     graph = obj.graph()
-    graph.spec(feature)  # an unknown feature is named before the store is looked for
+    spec = graph.spec(feature)  # an unknown feature is named before the store is looked for
     quiet = fmt == "json"
+    if graph.is_root(feature) and samples is None:
+        raise DataError(f"feature {feature!r} is a root feature: pass --samples FILE (.parquet, "
+                        f".jsonl or .csv) with {list(spec.id_columns)} and "
+                        f"{names.PROVENANCE_BY_FIELD} (field -> provenance) for every sample")
+    if not graph.is_root(feature) and samples is not None:
+        raise DataError(f"feature {feature!r} has upstream features; its samples come from "
+                        "them: leave out --samples")
+    if not graph.is_root(feature) and write_:
+        raise DataError(f"feature {feature!r} has upstream features: --write records a root "
+                        "feature's sample set only; write this feature's rows once computed "
+                        f"(metaxy-sql write {feature} FILE, or store.write)")
     with obj.store(None, create=write_) as store:
         rows: Any = None
-        if graph.is_root(feature):
-            if samples is None:
-                raise DataError(f"feature {feature!r} is a root feature: pass --samples FILE "
-                                f"(.parquet, .jsonl or .csv) with {_samples_hint(store, feature)}")
+        if samples is not None:
             with progress(f"read {samples.name}", unit="rows", quiet=quiet) as task:
                 rows = read_rows(samples, f"--samples {samples}", task.advance)
-        elif samples is not None:
-            raise DataError(f"feature {feature!r} has upstream features; its samples come from "
-                            "them: leave out --samples")
-        elif write_:
-            raise DataError(f"feature {feature!r} has upstream features: --write records a root "
-                            "feature's sample set only; write this feature's rows once computed "
-                            f"(metaxy-sql write {feature} FILE, or store.write)")
         inc = store.resolve_update(feature, samples=rows, where=where)
         counts = inc.counts()
         out: dict[str, Any] = {"feature": feature, "counts": counts}
@@ -81,9 +77,9 @@ def resolve(obj: CliContext, feature: str, show: str | None, limit: int, samples
         if show:
             part = getattr(inc, show)
             shown: list[dict[str, Any]] = []
-            for batch in part.iter_batches(max(limit, 1)):
-                shown += plain_rows(batch.slice(0, limit - len(shown)))
-                if len(shown) >= limit:
+            for batch in part.iter_batches(limit or 65536):
+                shown += plain_rows(batch.slice(0, limit - len(shown)) if limit else batch)
+                if limit and len(shown) >= limit:
                     break
             out["rows"] = {show: shown}
             if not quiet:
