@@ -18,6 +18,7 @@ from metaxy_sql.errors import ConfigError, DataError, ExecutionError, MetaxySqlE
 from metaxy_sql.model import names
 from metaxy_sql.model.config import Config, load_config, load_graph
 from metaxy_sql.model.graph import FeatureGraph
+from metaxy_sql.model.picture import FORMATS, Format, picture
 from metaxy_sql.warehouse.golden import write_golden
 
 
@@ -92,31 +93,32 @@ def cli(ctx: click.Context, config_path: Path | None, entrypoints: tuple[str, ..
 
 
 @cli.command("graph")
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid"]), default="text",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text",
+              show_default=True,
+              help="text; mermaid (paste into Markdown); dot (Graphviz source); svg (drawn by "
+                   "Graphviz's `dot` program, which must be installed).")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the picture to FILE instead of printing it.")
 @click.pass_obj
-def graph_cmd(obj: _Context, fmt: str) -> None:
-    """Show features, fields and field-level dependencies."""
-    g = obj.graph()
-    if fmt == "mermaid":
-        click.echo("flowchart LR")
-        for key in g.keys:
-            node = names.table(key)
-            fields = "<br/>".join(f"{f} v{g.code_version(key, f)}" for f in g.field_keys(key))
-            click.echo(f'  {node}["{key}<br/>{fields}"]')
-        for key in g.keys:
-            for f in g.field_keys(key):
-                for parent, pf in g.field_parents(key, f):
-                    click.echo(f"  {names.table(parent)} -- \"{pf} → {f}\" --> {names.table(key)}")
+def graph_cmd(obj: _Context, fmt: Format, output: Path | None) -> None:
+    """Show features, fields, field-level dependencies and lineage kinds.
+
+    \b
+    Every format shows each dependency's lineage: one-to-one, expansion (1:N),
+    aggregation (N:1), optional (left join), filters and carried columns.
+      metaxy-sql graph --format mermaid
+      metaxy-sql graph --format svg --output graph.svg
+    """
+    text = picture(obj.graph(), fmt)
+    if output is None:
+        click.echo(text, nl=False)
         return
-    for key in g.keys:
-        spec = g.spec(key)
-        deps = ", ".join(d.feature for d in spec.deps) or "(root)"
-        click.echo(f"{key}  ids={list(spec.id_columns)}  deps: {deps}  "
-                   f"version {g.feature_version(key)}")
-        for f in g.field_keys(key):
-            parents = ", ".join(f"{p}.{pf}" for p, pf in g.field_parents(key, f)) or "(root)"
-            click.echo(f"  .{f}  code_version {g.code_version(key, f)}  <- {parents}")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--output {output}: cannot write it ({e.strerror or e}); "
+                          "check the folder exists and is writable") from None
+    click.echo(f"wrote {output}")
 
 
 @cli.command()
