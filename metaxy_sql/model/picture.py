@@ -263,7 +263,7 @@ def to_svg(graph: FeatureGraph) -> str:
     import graphviz
 
     try:
-        return graphviz.Source(to_dot(graph)).pipe(format="svg", encoding="utf-8")
+        return str(graphviz.Source(to_dot(graph)).pipe(format="svg", encoding="utf-8"))
     except graphviz.ExecutableNotFound:
         raise ConfigError(
             "--format svg needs Graphviz's `dot` program, which is not on PATH; install "
