@@ -47,21 +47,66 @@ class _Context:
 
 
 class _Group(click.Group):
-    """Turns our errors into one clear line and a non-zero exit (traceback with --debug)."""
+    """Turns every error into one line on stderr and exit status 1 (traceback with --debug).
+
+    Our errors print their first line (they name the feature and the fix); an engine error
+    prints the engine's first line and the path of a file holding the full message and SQL;
+    anything else is reported as a bug in one line.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MetaxySqlError as e:
-            debug = "--debug" in sys.argv
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise
+        except Exception as e:
+            debug = bool(ctx.params.get("debug")) or "--debug" in sys.argv
             if debug:
                 traceback.print_exc()
-            if isinstance(e, ExecutionError) and not debug:
-                # One line: the engine's reason; the statement only on request.
-                click.echo(f"error: {e.engine}: {e.reason} (--debug shows the SQL)", err=True)
-            else:
-                click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(e, debug)}", err=True)
             ctx.exit(1)
+
+
+def _first(text: str) -> tuple[str, bool]:
+    """The first non-empty line of ``text`` and whether more lines follow."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else ""), len(lines) > 1
+
+
+def _one_line(e: Exception, debug: bool) -> str:
+    """What the CLI prints for ``e``: one line, naming where the rest is."""
+    if isinstance(e, ExecutionError):
+        reason, _ = _first(e.reason)
+        if debug:
+            return f"{e.engine}: {reason}"
+        where = _save_statement(e)
+        return (f"{e.engine}: {reason} (" + (f"full message and SQL in {where}; " if where
+                                             else "") + "--debug shows the SQL)")
+    if isinstance(e, MetaxySqlError):
+        line, more = _first(str(e))
+        return line + (" (--debug shows the full message)" if more and not debug else "")
+    line, _ = _first(str(e))
+    return (f"unexpected {type(e).__name__}" + (f": {line}" if line else "")
+            + ("" if debug else " (a bug in metaxy-sql: --debug shows the traceback; please "
+               "report it)"))
+
+
+def _save_statement(e: ExecutionError) -> str | None:
+    """Write the engine's full message and the statement to a new file under the system's
+    temporary folder; its path (``None`` when it cannot be written)."""
+    import tempfile
+
+    detail = str(e.__cause__) if e.__cause__ is not None else e.reason
+    header = "".join(f"-- {line}\n" for line in
+                     [f"{e.engine} refused this statement:", *detail.splitlines()])
+    try:
+        fd, path = tempfile.mkstemp(prefix="metaxy-sql-failed-", suffix=".sql")
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(f"{header}\n{e.sql.rstrip()}\n")
+    except OSError:
+        return None
+    return path
 
 
 @click.group(cls=_Group)
