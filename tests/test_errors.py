@@ -271,3 +271,10 @@ def test_an_unexpected_error_is_one_line_calling_itself_a_bug() -> None:
     assert result.exit_code == 1
     assert result.stderr == ("error: unexpected RuntimeError: went wrong (a bug in metaxy-sql: "
                              "--debug shows the traceback; please report it)\n")
+
+
+def test_a_refused_file_operation_is_one_line_not_a_bug() -> None:
+    error = FileNotFoundError(2, "No such file or directory", "samples.parquet")
+    result = CliRunner().invoke(_group_raising(error), ["fail"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: No such file or directory: samples.parquet\n"

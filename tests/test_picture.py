@@ -264,3 +264,12 @@ def test_svg_without_dot_says_how_to_install_it(tmp_path: Path) -> None:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: --format svg needs Graphviz's `dot` program")
     assert "apt-get install graphviz" in lines[0] and "--format dot" in lines[0]
+
+
+def test_output_into_a_missing_folder_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "graph.dot"
+    result = runner.invoke(cli, ["-e", "metaxy_sql.examples.seed", "graph", "--format", "dot",
+                                 "-o", str(target)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (f"error: --output {target}: cannot write it (No such file or "
+                             "directory); check the folder exists and is writable\n")

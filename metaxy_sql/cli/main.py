@@ -58,8 +58,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit,
-                click.exceptions.Abort):
-            raise
+                click.exceptions.Abort, BrokenPipeError):
+            raise  # click reports these (a closed pipe, `metaxy-sql graph | head`, quietly)
         except Exception as e:
             debug = bool(ctx.params.get("debug")) or "--debug" in sys.argv
             if debug:
@@ -86,6 +86,8 @@ def _one_line(e: Exception, debug: bool) -> str:
     if isinstance(e, MetaxySqlError):
         line, more = _first(str(e))
         return line + (" (--debug shows the full message)" if more and not debug else "")
+    if isinstance(e, OSError) and e.strerror:  # the system refused: a file, a socket...
+        return e.strerror + (f": {e.filename}" if e.filename else "")
     line, _ = _first(str(e))
     return (f"unexpected {type(e).__name__}" + (f": {line}" if line else "")
             + ("" if debug else " (a bug in metaxy-sql: --debug shows the traceback; please "
