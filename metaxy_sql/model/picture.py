@@ -155,11 +155,11 @@ def _mermaid_text(text: str) -> str:
             .replace(">", "#gt;"))
 
 
-def _node_ids(graph: FeatureGraph, pattern: str) -> dict[str, str]:
+def _node_ids(graph: FeatureGraph) -> dict[str, str]:
     """A distinct identifier per feature: its table name, other characters as ``_``."""
     ids: dict[str, str] = {}
     for key in graph.keys:
-        base = re.sub(pattern, "_", names.table(key))
+        base = re.sub(r"[^A-Za-z0-9_]", "_", names.table(key))
         node, n = base, 1
         while node in ids.values():
             n += 1
@@ -174,7 +174,7 @@ def to_mermaid(graph: FeatureGraph) -> str:
     giving the lineage kind (``==>`` expansion/aggregation, ``-.->`` optional); a dependency
     no field reads is drawn feature to feature. Filters and carried columns label the first
     edge of their dependency. Ends with a newline."""
-    node = _node_ids(graph, r"[^A-Za-z0-9_]")
+    node = _node_ids(graph)
     lines = ["flowchart LR", f"  %% {_LEGEND}"]
     for key in graph.keys:
         fields = "<br/>".join(_mermaid_text(f"{f} v{graph.code_version(key, f)}")
