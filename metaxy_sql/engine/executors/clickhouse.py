@@ -136,8 +136,7 @@ def _native_stderr(capture: bool) -> Iterator[list[str]]:
 
 def _held_path(said: str, path: str) -> str | None:
     """The message for a chdb data path another process holds (``None`` for other errors)."""
-    line = next((ln.strip() for ln in said.splitlines() if "Cannot lock file" in ln), None)
-    if line is None:
+    if "Cannot lock file" not in said:
         return None
     holder = _lock_holder(Path(path) / "status")
     who = f"another process (PID {holder})" if holder else "another process"
@@ -149,11 +148,14 @@ def _held_path(said: str, path: str) -> str | None:
 def _lock_holder(locked: Path) -> int | None:
     """The process holding a lock on ``locked`` (Linux ``/proc/locks``), when it can be read."""
     try:
-        inode = locked.stat().st_ino
+        st = locked.stat()
+        # "1: FLOCK  ADVISORY  WRITE 5608 fe:00:5799949 0 EOF": pid, device (hex) and inode
+        wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
         for line in Path("/proc/locks").read_text().splitlines():
-            fields = line.split()
-            # "1: FLOCK  ADVISORY  WRITE 5608 fe:00:5799949 0 EOF"
-            if len(fields) > 5 and fields[5].rsplit(":", 1)[-1] == str(inode):
+            fields = [f for f in line.split() if f != "->"]  # "->": a waiter, same layout
+            where = fields[5].split(":") if len(fields) > 5 else []
+            if len(where) == 3 and (int(where[0], 16), int(where[1], 16),
+                                    int(where[2])) == wanted:
                 return int(fields[4])
     except (OSError, ValueError):
         return None
