@@ -278,3 +278,24 @@ def test_a_refused_file_operation_is_one_line_not_a_bug() -> None:
     result = CliRunner().invoke(_group_raising(error), ["fail"])
     assert result.exit_code == 1
     assert result.stderr == "error: No such file or directory: samples.parquet\n"
+
+
+def test_an_entrypoint_that_fails_on_import_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "broken_features.py").write_text("import metaxy_sql as mx\n\nratio = 1 / 0\n")
+    env_path = f"{tmp_path}{os.pathsep}{Path(__file__).resolve().parent.parent}"
+    done = subprocess.run(
+        [sys.executable, "-c", "from metaxy_sql.cli import main; main()", "-e",
+         "broken_features", "graph"], capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": env_path}, timeout=120)
+    line = _one_error_line(done)
+    assert line == ("error: entrypoint 'broken_features' failed while importing: "
+                    f"ZeroDivisionError: division by zero ({tmp_path / 'broken_features.py'}, "
+                    "line 3); fix that module")
+    with pytest.raises(mx.DefinitionError, match="failed while importing"):
+        from metaxy_sql.model.config import _import
+
+        sys.path.insert(0, str(tmp_path))
+        try:
+            _import("broken_features")
+        finally:
+            sys.path.remove(str(tmp_path))
