@@ -42,7 +42,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize(("change", "reason"), [
-    ({"port": "closed"}, r"no Postgres server reachable at 127\.0\.0\.1:\d+; is it running\?"),
+    ({"port": "closed"}, r"no Postgres server answers at 127\.0\.0\.1:\d+; start the server"),
     ({"password": "not-the-password-x9"}, r"authentication failed for user '\w+'"),
     ({"path": "/metaxy_no_such_db"}, r"database 'metaxy_no_such_db' does not exist"),
 ])

@@ -19,9 +19,15 @@ from metaxy_sql.cli.options import (
 )
 from metaxy_sql.compile.dialects import ALIASES, DIALECTS, dialect_name, get_dialect
 from metaxy_sql.compile.render import resolve_sql
-from metaxy_sql.errors import ExecutionError, MetaxySqlError, UnsupportedByDialectError
+from metaxy_sql.errors import (
+    ConfigError,
+    ExecutionError,
+    MetaxySqlError,
+    UnsupportedByDialectError,
+)
 from metaxy_sql.model import names
 from metaxy_sql.model.config import load_graph
+from metaxy_sql.model.picture import FORMATS, Format, picture
 from metaxy_sql.warehouse.golden import write_golden
 
 #: The old name of the invocation context (kept for command modules that use it).
@@ -29,20 +35,25 @@ _Context = CliContext
 
 
 class _Group(click.Group):
-    """Turns our errors into one clear line and a non-zero exit (traceback with --debug)."""
+    """Turns every error into one line on stderr and exit status 1 (traceback with --debug).
+
+    Our errors print their first line (they name the feature and the fix); an engine error
+    prints the engine's first line and the path of a file holding the full message and SQL;
+    anything else is reported as a bug in one line.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MetaxySqlError as e:
-            debug = "--debug" in sys.argv
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort, BrokenPipeError):
+            raise  # click reports these (a closed pipe, `metaxy-sql graph | head`, quietly)
+        except Exception as e:
+            debug = (bool(ctx.params.get("debug")) or getattr(ctx.obj, "debug", False)
+                     or "--debug" in sys.argv)
             if debug:
                 traceback.print_exc()
-            if isinstance(e, ExecutionError) and not debug:
-                # One line: the engine's reason; the statement only on request.
-                click.echo(f"error: {e.engine}: {e.reason} (--debug shows the SQL)", err=True)
-            else:
-                click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(e, debug)}", err=True)
             ctx.exit(1)
 
 
@@ -52,6 +63,49 @@ def _dialect(ctx: click.Context, param: click.Parameter, value: str) -> str:
         return dialect_name(value)
     except UnsupportedByDialectError as e:
         raise click.BadParameter(str(e), ctx, param) from None
+
+
+def _first(text: str) -> tuple[str, bool]:
+    """The first non-empty line of ``text`` and whether more lines follow."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else ""), len(lines) > 1
+
+
+def _one_line(e: Exception, debug: bool) -> str:
+    """What the CLI prints for ``e``: one line, naming where the rest is."""
+    if isinstance(e, ExecutionError):
+        reason, _ = _first(e.reason)
+        if debug:
+            return f"{e.engine}: {reason}"
+        where = _save_statement(e)
+        return (f"{e.engine}: {reason} (" + (f"full message and SQL in {where}; " if where
+                                             else "") + "--debug shows the SQL)")
+    if isinstance(e, MetaxySqlError):
+        line, more = _first(str(e))
+        return line + (" (--debug shows the full message)" if more and not debug else "")
+    if isinstance(e, OSError) and e.strerror:  # the system refused: a file, a socket...
+        return e.strerror + (f": {e.filename}" if e.filename else "")
+    line, _ = _first(str(e))
+    return (f"unexpected {type(e).__name__}" + (f": {line}" if line else "")
+            + ("" if debug else " (a bug in metaxy-sql: --debug shows the traceback; please "
+               "report it)"))
+
+
+def _save_statement(e: ExecutionError) -> str | None:
+    """Write the engine's full message and the statement to a new file under the system's
+    temporary folder; its path (``None`` when it cannot be written)."""
+    import tempfile
+
+    detail = str(e.__cause__) if e.__cause__ is not None else e.reason
+    header = "".join(f"-- {line}\n" for line in
+                     [f"{e.engine} refused this statement:", *detail.splitlines()])
+    try:
+        fd, path = tempfile.mkstemp(prefix="metaxy-sql-failed-", suffix=".sql")
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(f"{header}\n{e.sql.rstrip()}\n")
+    except OSError:
+        return None
+    return path
 
 
 @click.group(cls=_Group)
@@ -84,31 +138,32 @@ def cli(ctx: click.Context, config_path: Path | None, entrypoints: tuple[str, ..
 
 
 @cli.command("graph")
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid"]), default="text",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text",
+              show_default=True,
+              help="text; mermaid (paste into Markdown); dot (Graphviz source); svg (drawn by "
+                   "Graphviz's `dot` program, which must be installed).")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the picture to FILE instead of printing it.")
 @click.pass_obj
-def graph_cmd(obj: CliContext, fmt: str) -> None:
-    """Show features, fields and field-level dependencies."""
-    g = obj.graph()
-    if fmt == "mermaid":
-        click.echo("flowchart LR")
-        for key in g.keys:
-            node = names.table(key)
-            fields = "<br/>".join(f"{f} v{g.code_version(key, f)}" for f in g.field_keys(key))
-            click.echo(f'  {node}["{key}<br/>{fields}"]')
-        for key in g.keys:
-            for f in g.field_keys(key):
-                for parent, pf in g.field_parents(key, f):
-                    click.echo(f"  {names.table(parent)} -- \"{pf} → {f}\" --> {names.table(key)}")
+def graph_cmd(obj: CliContext, fmt: Format, output: Path | None) -> None:
+    """Show features, fields, field-level dependencies and lineage kinds.
+
+    \b
+    Every format shows each dependency's lineage: one-to-one, expansion (1:N),
+    aggregation (N:1), optional (left join), filters and carried columns.
+      metaxy-sql graph --format mermaid
+      metaxy-sql graph --format svg --output graph.svg
+    """
+    text = picture(obj.graph(), fmt)
+    if output is None:
+        click.echo(text, nl=False)
         return
-    for key in g.keys:
-        spec = g.spec(key)
-        deps = ", ".join(d.feature for d in spec.deps) or "(root)"
-        click.echo(f"{key}  ids={list(spec.id_columns)}  deps: {deps}  "
-                   f"version {g.feature_version(key)}")
-        for f in g.field_keys(key):
-            parents = ", ".join(f"{p}.{pf}" for p, pf in g.field_parents(key, f)) or "(root)"
-            click.echo(f"  .{f}  code_version {g.code_version(key, f)}  <- {parents}")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--output {output}: cannot write it ({e.strerror or e}); "
+                          "check the folder exists and is writable") from None
+    click.echo(f"wrote {output}")
 
 
 @cli.command()

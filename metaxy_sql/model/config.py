@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metaxy_sql.errors import ConfigError, MetaxySqlError
+from metaxy_sql.errors import ConfigError, DefinitionError, MetaxySqlError
 from metaxy_sql.model.definitions import BaseFeature, FeatureSpec
 from metaxy_sql.model.graph import FeatureGraph
 
@@ -134,6 +134,15 @@ def _import(name: str) -> Any:
         raise
     except ImportError as e:
         raise ConfigError(f"cannot import entrypoint {name!r}: {e}") from None
+    except Exception as e:  # the module's own code failed: its author must act
+        import traceback
+
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        raise DefinitionError(
+            f"entrypoint {name!r} failed while importing: {type(e).__name__}"
+            f"{': ' + first if first else ''} ({frame.filename}, line {frame.lineno}); fix "
+            "that module") from e
 
 
 def _features_of(module: Any) -> list[FeatureSpec | type[BaseFeature]]:

@@ -13,7 +13,11 @@ step runs server-side.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +92,99 @@ def _chdb_target(url: str, netloc: str, path: str, params: dict[str, str]) -> Ta
                   embedded=True)
 
 
+class _DriverNoise(logging.Filter):
+    """Drops clickhouse-connect's warning that precedes the exception it raises for a failed
+    HTTP request: the exception becomes our one-line error (StoreConnectionError or
+    ExecutionError), so the warning would only repeat it, with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Unexpected Http Driver Exception"
+
+
+logging.getLogger("clickhouse_connect.driver._backend.http_sync").addFilter(_DriverNoise())
+
+
+@contextlib.contextmanager
+def _native_stderr(capture: bool) -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 2 in the block: the yielded list
+    holds it once the block ends (empty when ``capture`` is false or fd 2 cannot be moved).
+
+    chdb's engine prints the real cause of a failed start there (``Cannot lock file
+    <path>/status. Another server instance in same directory is already running``) and
+    raises a vaguer error (``Error initializing EmbeddedServer``).
+    """
+    said: list[str] = []
+    try:
+        if capture:
+            sys.stderr.flush()
+        saved = os.dup(2) if capture else -1
+    except (OSError, ValueError):  # no file descriptor 2 (e.g. an embedded interpreter)
+        saved = -1
+    if saved < 0:
+        yield said
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said.append(sink.read().decode("utf-8", errors="replace"))
+
+
+def _held_path(said: str, path: str) -> str | None:
+    """The message for a chdb data path another process holds (``None`` for other errors)."""
+    if "Cannot lock file" not in said:
+        return None
+    holder = _lock_holder(Path(path) / "status")
+    who = f"another process (PID {holder})" if holder else "another process"
+    return (f"{who} holds this chdb data path ({path}/status is locked); a chdb data path is "
+            "one process's at a time: close that process (or its store) first, or give this "
+            "one another path")
+
+
+def _lock_holder(locked: Path) -> int | None:
+    """The process holding a lock on ``locked`` (Linux ``/proc/locks``), when it can be read."""
+    try:
+        st = locked.stat()
+        # "1: FLOCK  ADVISORY  WRITE 5608 fe:00:5799949 0 EOF": pid, device (hex) and inode
+        wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = [f for f in line.split() if f != "->"]  # "->": a waiter, same layout
+            where = fields[5].split(":") if len(fields) > 5 else []
+            if len(where) == 3 and (int(where[0], 16), int(where[1], 16),
+                                    int(where[2])) == wanted:
+                return int(fields[4])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _transport_problem(e: ClickHouseError, target: Target) -> str | None:
+    """One line for a server that cannot be reached over HTTP (``None`` for other errors)."""
+    if target.embedded:
+        return None
+    text = " ".join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
+    where = f"{target.client_args['host']}:{target.client_args['port']}"
+    if "Connection refused" in text:
+        return (f"no ClickHouse server answers at {where} (connection refused); start the "
+                "server, or fix the host and port in the store URL")
+    if any(m in text for m in ("Name or service not known", "Failed to resolve",
+                               "Temporary failure in name resolution", "nodename nor servname")):
+        return (f"the host {target.client_args['host']!r} is not found; fix the host in the "
+                "store URL")
+    if "timed out" in text or "Timeout" in text:
+        return (f"no answer from {where} in time; check the server is up and reachable from "
+                "here (firewall, VPN)")
+    if any(m in text for m in ("RemoteDisconnected", "Connection aborted", "BadStatusLine",
+                               "Connection reset")):
+        return (f"{where} closed the connection without an HTTP answer; is it ClickHouse's "
+                "HTTP port (8123, or 8443 for clickhouses://)? fix the port in the store URL")
+    return None
+
+
 def _mask(url: str, password: str | None) -> str:
     return url.replace(f":{password}@", ":***@", 1) if password else url
 
@@ -113,6 +210,7 @@ class ClickHouseExecutor:
         self.dialect: Dialect = self.ch_dialect
         self.client = client
         self.url = target.masked_url
+        self.target = target
         self.database = target.database
         self.embedded = target.embedded  # chdb in-process (no ibis backend, one process)
         # One client (one session: its temporary tables) serves the store; the lock lets a
@@ -130,12 +228,25 @@ class ClickHouseExecutor:
                 f"store {target.masked_url}: data path {unquote(path)} does not exist; nothing "
                 "was created (only writing commands create a store); check the path")
         settings = dict(ClickHouseDialect.session_settings)
-        try:
-            client = clickhouse_connect.get_client(**target.client_args, settings=settings)
-        except ClickHouseError as e:
+        on_disk = target.embedded and path != "memory"
+        with _native_stderr(on_disk) as captured:
+            try:
+                client = clickhouse_connect.get_client(**target.client_args, settings=settings)
+            except ClickHouseError as e:
+                error: ClickHouseError | None = e
+            else:
+                error = None
+        said = "".join(captured)
+        if error is not None:
+            held = _held_path(said, unquote(path)) if on_disk else None
+            if held is not None:
+                raise StoreConnectionError(f"cannot open {target.masked_url}: {held}") from None
+            problem = (_transport_problem(error, target)
+                       or _reason(error, target.secret) + _hint(target, error))
             raise StoreConnectionError(
-                f"cannot connect to {target.masked_url}: {_reason(e, target.secret)}"
-                + _hint(target, e)) from None
+                f"cannot connect to {target.masked_url}: {problem}") from None
+        if said:  # chdb's own output of a successful start: not ours to hide
+            sys.stderr.write(said)
         try:
             check_version(client.query("SELECT version()").result_rows[0][0], target.masked_url)
             _use_database(client, target, create)
@@ -149,8 +260,12 @@ class ClickHouseExecutor:
         return cls(client, target)
 
     # -- statements -------------------------------------------------------------------------
-    def _error(self, e: ClickHouseError, sql: str) -> ExecutionError:
-        return ExecutionError(_reason(e), sql=sql, engine=self.engine)
+    def _error(self, e: ClickHouseError, sql: str) -> ExecutionError | StoreConnectionError:
+        # A server gone away mid-session is the operator's to fix, not the statement's.
+        problem = _transport_problem(e, self.target)
+        if problem is not None:
+            return StoreConnectionError(f"lost {self.url}: {problem}")
+        return ExecutionError(_reason(e, self.target.secret), sql=sql, engine=self.engine)
 
     def execute(self, sql: str) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ class DuckDBExecutor:
             # corrupt what a caller prints there (``metaxy-sql ... --format json``).
             self.con.execute("SET enable_progress_bar = false")
         except duckdb.Error as e:
-            raise StoreConnectionError(f"cannot open {self.url}: {e}") from None
+            raise StoreConnectionError(f"cannot open {self.url}: {_open_problem(e)}") from None
         # One connection serves the store; the lock lets a background writer share it.
         self.lock = threading.RLock()
         self._staged: dict[str, pa.Table] = {}
@@ -130,3 +131,14 @@ class DuckDBExecutor:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _open_problem(e: duckdb.Error) -> str:
+    """One line saying why a database file cannot be opened, and what to do."""
+    text = str(e)
+    if "Could not set lock on file" in text:
+        pid = re.search(r"\(PID (\d+)\)", text)
+        who = f"another process (PID {pid.group(1)})" if pid else "another process"
+        return (f"{who} holds this DuckDB file; a DuckDB file is one process's at a time: "
+                "close that process (or its store) first, or use another file")
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), type(e).__name__)

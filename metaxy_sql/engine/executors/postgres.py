@@ -75,8 +75,8 @@ def _connection_problem(e: Exception, url: str) -> str:
         db = parsed.path.lstrip("/")
         return f"database {db!r} does not exist; create it (CREATE DATABASE) or fix the URL"
     if "Connection refused" in text or "timeout expired" in text:
-        return (f"no Postgres server reachable at {where}; is it running? (for tests: "
-                "`export METAXY_SQL_POSTGRES_URL=$(bash .ci/postgres.sh | tail -1)`)")
+        return (f"no Postgres server answers at {where}; start the server, or fix the host "
+                "and port in the store URL")
     return _first_line(e)
 
 
