@@ -486,3 +486,12 @@ def test_store_url_schemes_in_any_case(runner: CliRunner, url: str) -> None:
     run(runner, *SEED, "write", "video/full", "s.jsonl", "--store", shouted)
     with mx.connect(url, graph=seed.graph, create=False) as store:
         assert store.count("video/full") == 2
+
+
+def test_debug_after_the_command_shows_the_traceback(runner: CliRunner) -> None:
+    args = [*SEED, "status", "--store", "duckdb:///missing.db"]
+    plain = runner.invoke(cli, args)
+    assert plain.exit_code == 1 and "Traceback" not in plain.stderr
+    debug = runner.invoke(cli, [*args, "--debug"])
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1].startswith("error: store duckdb:///missing.db")
