@@ -487,3 +487,54 @@ def test_headless_materialize_and_check_from_any_directory(tmp_path: Any) -> Non
         assert done.returncode == 0, done.stderr[-3000:]
     assert "metaxy_in_sync" in done.stderr + done.stdout
     assert live(f"duckdb:///{store}", seed.graph, H) == N
+
+
+class Shot(mx.BaseFeature, spec=mx.FeatureSpec(
+        key="shots/raw", id_columns=["region", "hour", "shot"],
+        fields=[mx.FieldSpec(key="frames", code_version="1")])):
+    region: str
+    hour: int
+    shot: str
+
+
+SHOT_GRAPH = mx.FeatureGraph([Shot])
+REGION_HOUR = dg.MultiPartitionsDefinition({
+    "region": dg.StaticPartitionsDefinition(["eu", "us"]),
+    "hour": dg.StaticPartitionsDefinition(["7", "8"])})
+
+
+def test_multi_partitioned_asset_writes_its_cell_only(store_url: str) -> None:
+    """One partition of two dimensions: an AND of both columns; an int column gets a number."""
+    from metaxy_sql.ext.dagster import partition_where, row_count
+
+    everything = [{"region": r, "hour": h, "shot": f"s{i}",
+                   "metaxy_provenance_by_field": {"frames": f"{r}{h}{i}"}}
+                  for r in ("eu", "us") for h in (7, 8) for i in range(3)]
+    seen: list[str | None] = []
+
+    @metaxify(SHOT_GRAPH)
+    @dg.asset(metadata={"metaxy/feature": "shots/raw",
+                        "metaxy/partition_column": {"region": "region", "hour": "hour"}},
+              partitions_def=REGION_HOUR)
+    def shots(context, store: MetaxyStoreResource) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
+        where = partition_where(context)
+        seen.append(where)
+        key = context.partition_key.keys_by_dimension
+        mine = [r for r in everything if (r["region"], str(r["hour"])) ==
+                (key["region"], key["hour"])]
+        with store.open() as s:
+            inc = s.resolve_update("shots/raw", samples=mine, where=where)
+            written = s.write("shots/raw", inc.new.to_arrow())
+            return dg.MaterializeResult(metadata={"written": written,
+                                                  "count": row_count(s, "shots/raw", where)})
+
+    result = dg.materialize([shots], resources={"store": MetaxyStoreResource(url=store_url)},
+                            partition_key=dg.MultiPartitionKey({"region": "us", "hour": "8"}))
+    assert result.success
+    assert seen == ["\"hour\" = 8 AND \"region\" = 'us'"]
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert (meta["written"].value, meta["count"].value) == (3, 3)
+    with mx.connect(store_url, graph=SHOT_GRAPH) as s:
+        rows = s.read("shots/raw").to_pylist()
+    assert sorted((r["region"], r["hour"], r["shot"]) for r in rows) == [
+        ("us", 8, "s0"), ("us", 8, "s1"), ("us", 8, "s2")]

@@ -1,6 +1,9 @@
 """Dagster integration: features as assets, the store as a resource, increments as metadata.
 
-Install with ``pip install 'metaxy-sql[dagster]'``; the core package never imports this module.
+Install with ``pip install 'metaxy-sql[dagster]'`` (Dagster and its webserver, for ``dagster
+dev``); the core package never imports this module. Partitioned assets resolve their partition
+(:func:`partition_where`); :func:`metaxy_checks` adds a ``metaxy_in_sync`` asset check per
+feature.
 
 >>> import dagster as dg
 >>> from metaxy_sql.examples.seed import graph
@@ -327,13 +330,14 @@ def _running_asset() -> tuple[str, FeatureGraph | None, tuple[str, ...]]:
 class MetaxyStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Opens the store; the same definitions run on DuckDB, ClickHouse or Postgres.
 
-    The feature graph has one source of truth per Definitions, the first that is set of:
-    ``graph=`` (a ``FeatureGraph`` built in code), ``entrypoints=`` (modules defining the
-    features; unset, ``METAXY_SQL_ENTRYPOINTS`` or ``[tool.metaxy-sql]``, exactly as for the
-    CLI), or, inside a step, the graph given to ``@metaxify`` for the running asset. When two of
-    them are set they must agree (same features at the same feature versions), else opening the
-    store fails naming both. The URL: ``url=``, else ``METAXY_SQL_STORE`` or
-    ``[tool.metaxy-sql]``.
+    The feature graph has one source of truth per Definitions. It comes from ``graph=`` (a
+    ``FeatureGraph`` built in code), from ``entrypoints=`` (modules defining the features;
+    unset, ``METAXY_SQL_ENTRYPOINTS`` or ``[tool.metaxy-sql]``, exactly as for the CLI), or,
+    when the resource has neither, from the ``@metaxify`` of the asset whose step opens the
+    store. Any two that are set must agree: the same features at the same feature versions
+    (``graph=`` and the entrypoints: the whole graph; the resource and ``@metaxify``: the
+    asset's features), else opening the store fails naming both sources, the feature and the
+    fix. The URL: ``url=``, else ``METAXY_SQL_STORE`` or ``[tool.metaxy-sql]``.
 
     >>> from metaxy_sql.examples.seed import graph
     >>> MetaxyStoreResource(url="duckdb:///meta.db", graph=graph).load_graph() is graph
@@ -392,32 +396,38 @@ class MetaxyStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """Connect; use as ``with store.open() as s: ...``.
 
         Args:
-            graph: the graph the caller was versioned by, checked against the resource's own.
-                By default, inside a step of an asset decorated with ``@metaxify``, the
-                graph given to ``@metaxify``.
+            graph: the graph the caller was versioned by, checked against the resource's own
+                (used when the resource has none). By default, inside a step of an asset
+                decorated with ``@metaxify``, the graph given to ``@metaxify``.
 
         Raises:
             ConfigError: no store URL; no graph from any source; two sources that disagree
                 (naming both and the fix).
         """
+        label, asset_graph, features = _running_asset()
+        if graph is not None:
+            asset_graph, features = graph, graph.keys
+            label = f"@metaxify(graph) of asset {label}" if label else "open(graph=...)"
+        elif label:
+            label = f"@metaxify(graph) of asset {label}"
+        return self._open(asset_graph, label, features)
+
+    def _open(self, graph: FeatureGraph | None, label: str, features: Iterable[str]) -> Store:
+        """Connect with the resource's graph, checked against ``graph`` (what ``label``
+        was versioned by) over ``features``; with ``graph`` when the resource has none."""
         cfg = self._config()
         if not cfg.store:
             raise ConfigError(f"MetaxyStoreResource: no store URL; set url=..., "
                               f"{config.ENV_STORE} or store = ... under [tool.metaxy-sql]")
-        label, asset_graph, features = _running_asset()
-        if graph is not None:
-            asset_graph, features = graph, graph.keys
-            label = label or "the caller"
         own = self._own_graph(cfg)
-        if own is None and asset_graph is None:
+        if own is None and graph is None:
             raise ConfigError(_NO_GRAPH)
         if own is None:
-            chosen = cast(FeatureGraph, asset_graph)
+            chosen = cast(FeatureGraph, graph)
         else:
             chosen = own[1]
-            if asset_graph is not None and asset_graph is not chosen:
-                _check_agree((f"@metaxify(graph) of asset {label}", asset_graph), own,
-                             features,
+            if graph is not None and graph is not chosen:
+                _check_agree((label, graph), own, features,
                              "give @metaxify and the resource the same FeatureGraph (or "
                              "drop the resource's graph=/entrypoints: it then uses @metaxify's)")
         return connect(cfg.store, chosen, hash_algorithm=cast(HashAlgorithm, cfg.hash_algorithm))
@@ -689,7 +699,8 @@ def _in_sync_check(asset_key: dg.AssetKey, feature: str, graph: FeatureGraph, st
                                 "definitions (0 new, 0 stale, 0 orphaned)")
     def in_sync(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         resource: MetaxyStoreResource = getattr(context.resources, store_key)
-        with resource.open(graph) as store:
+        with resource._open(graph, f"@metaxify(graph) of asset {asset_key.to_user_string()}",
+                            (feature,)) as store:
             root = samples() if samples is not None else None
             summary = summarize(store, store.resolve_update(feature, samples=root))
         changed = [f for f, n in summary.changed_fields.items() if n]
@@ -724,7 +735,9 @@ def observation_job(assets: Iterable[dg.AssetsDefinition], *, name: str = "metax
     def observe(context: dg.OpExecutionContext) -> None:
         resource: MetaxyStoreResource = getattr(context.resources, store_key)
         for graph in {id(g): g for _, _, g in targets}.values():
-            with resource.open(graph) as store:
+            features = [f for _, f, of in targets if of is graph]
+            with resource._open(graph, f"@metaxify(graph) of the assets of {features}",
+                                features) as store:
                 for asset_key, feature, of in targets:
                     if of is graph:
                         metadata = _observe(store, feature, samples.get(feature))
@@ -762,7 +775,9 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         feature = _feature_in(context.definition_metadata, context)
-        with self.store.open(metaxify_graph(context.op_def)) as store:
+        with self.store._open(metaxify_graph(context.op_def),
+                              f"@metaxify(graph) of asset {context.asset_key.to_user_string()}",
+                              (feature,)) as store:
             written = store.write(feature, obj)
         context.add_output_metadata({"metaxy/rows_written": written})
 
@@ -770,7 +785,8 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         feature = _feature_in(upstream.definition_metadata if upstream else None, context)
         graph = metaxify_graph(upstream.op_def) if upstream is not None else None
-        with self.store.open(graph) as store:
+        with self.store._open(graph, f"@metaxify(graph) of the asset of {feature!r}",
+                              (feature,)) as store:
             table = store.read(feature)
         if self.format == "polars":
             import polars as pl
