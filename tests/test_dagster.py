@@ -364,13 +364,20 @@ def partitioned_assets() -> list[dg.AssetsDefinition]:
 
 
 def test_partitioned_asset_materializes_one_partition_others_stay_pending(store_url: str) -> None:
+    from metaxy_sql.ext.dagster import metaxy_checks
+
     instance = dg.DagsterInstance.ephemeral()
     assets = partitioned_assets()
+    checks = metaxy_checks(assets, root_samples={"clips/raw": clip_samples})
     resource = MetaxyStoreResource(url=store_url)  # the graph comes from @metaxify
     day = DAYS[1]
-    result = dg.materialize(assets, resources={"store": resource}, partition_key=day,
-                            instance=instance)
+    result = dg.materialize([*assets, *checks], resources={"store": resource},
+                            partition_key=day, instance=instance)
     assert result.success
+    # each asset's check ran after it, over the run's partition: in sync
+    assert {(e.asset_key.to_user_string(), e.passed, e.metadata["metaxy/partitions"].value[0])
+            for e in result.get_asset_check_evaluations()} == {("clips/raw", True, day),
+                                                               ("clips/loud", True, day)}
     meta = {e.asset_key.to_user_string(): {k: v.value for k, v in
                                            e.materialization.metadata.items()}
             for e in result.get_asset_materialization_events()}
@@ -395,6 +402,15 @@ def test_partitioned_asset_materializes_one_partition_others_stay_pending(store_
     with mx.connect(store_url, graph=CLIP_GRAPH) as s:
         assert s.count("clips/raw") == 2 * CLIPS
         assert s.resolve_update("clips/raw", samples=clip_samples()).counts()["new"] == CLIPS
+
+    # the checks alone (no partition): the whole asset, one partition still pending
+    defs = dg.Definitions(assets=assets, asset_checks=checks, resources={"store": resource},
+                          jobs=[dg.define_asset_job("check", dg.AssetSelection.all_asset_checks())])
+    alone = {e.asset_key.to_user_string(): (e.passed, e.metadata["metaxy/new"].value)
+             for e in defs.resolve_job_def("check").execute_in_process(
+                 instance=instance).get_asset_check_evaluations()}
+    # clips/loud expects only what clips/raw holds, so it is in sync
+    assert alone == {"clips/raw": (False, CLIPS), "clips/loud": (True, 0)}
 
 
 def feature_key(feature: str) -> Any:

@@ -575,8 +575,15 @@ def partition_where(context: dg.AssetExecutionContext, feature: str | None = Non
     if not (context.has_partition_key or context.has_partition_key_range):
         return None
     spec = _spec_for(context.assets_def, feature)
+    return _partition_sql(spec, context.assets_def.partitions_def,
+                          list(context.partition_keys), metaxify_graph(context.assets_def.node_def))
+
+
+def _partition_sql(spec: dg.AssetSpec, partitions_def: dg.PartitionsDefinition | None,
+                   keys: Sequence[str], graph: FeatureGraph | None) -> str:
+    """The predicate selecting partitions ``keys`` of the asset ``spec`` (see
+    :func:`partition_where`)."""
     feature = str(_text(spec.metadata[FEATURE_KEY]))
-    partitions_def = context.assets_def.partitions_def
     dims = (partitions_def.partition_dimension_names
             if isinstance(partitions_def, dg.MultiPartitionsDefinition) else None)
     where = f"asset {spec.key.to_user_string()} (feature {feature!r})"
@@ -585,9 +592,7 @@ def partition_where(context: dg.AssetExecutionContext, feature: str | None = Non
         raise DefinitionError(f"{where} is partitioned but has no {PARTITION_COLUMN} metadata "
                               "naming the id column that holds the partition key; add it")
     columns = _partition_columns(declared, dims, where, declared)
-    graph = metaxify_graph(context.assets_def.node_def)
     types = graph.user_columns(feature) if graph is not None and feature in graph else {}
-    keys = list(context.partition_keys)
     if dims is None:
         column = columns[None]
         values = [_partition_literal(k, types.get(column), where) for k in keys]
@@ -660,8 +665,9 @@ def metaxy_checks(assets: Iterable[dg.AssetsDefinition], *, store_key: str = "st
     and, by Dagster's default, after its asset is materialized.
 
     A root feature is checked only when ``root_samples[feature]()`` returns its current sample
-    set (without it, "new" and "orphaned" are unknowable). A partitioned asset is checked over
-    all its partitions.
+    set (without it, "new" and "orphaned" are unknowable). A partitioned asset's check covers
+    the run's partitions when the run has some (after materializing a partition: that
+    partition), else all partitions.
 
     Args:
         assets: assets decorated with ``@metaxify``.
@@ -685,14 +691,16 @@ def metaxy_checks(assets: Iterable[dg.AssetsDefinition], *, store_key: str = "st
             feature = str(_text(spec.metadata[FEATURE_KEY]))
             if graph.is_root(feature) and feature not in samples:
                 continue
-            checks.append(_in_sync_check(spec.key, feature, graph, store_key,
+            checks.append(_in_sync_check(spec, assets_def.partitions_def, graph, store_key,
                                          samples.get(feature), blocking))
     return checks
 
 
-def _in_sync_check(asset_key: dg.AssetKey, feature: str, graph: FeatureGraph, store_key: str,
-                   samples: Callable[[], Any] | None,
+def _in_sync_check(spec: dg.AssetSpec, partitions_def: dg.PartitionsDefinition | None,
+                   graph: FeatureGraph, store_key: str, samples: Callable[[], Any] | None,
                    blocking: bool) -> dg.AssetChecksDefinition:
+    asset_key, feature = spec.key, str(_text(spec.metadata[FEATURE_KEY]))
+
     @dg.asset_check(asset=asset_key, name=CHECK_NAME, blocking=blocking,
                     required_resource_keys={store_key},
                     description=f"{feature}: every sample is processed at the current "
@@ -702,11 +710,17 @@ def _in_sync_check(asset_key: dg.AssetKey, feature: str, graph: FeatureGraph, st
         with resource._open(graph, f"@metaxify(graph) of asset {asset_key.to_user_string()}",
                             (feature,)) as store:
             root = samples() if samples is not None else None
-            summary = summarize(store, store.resolve_update(feature, samples=root))
+            where = None
+            if partitions_def is not None and (context.has_partition_key
+                                               or context.has_partition_key_range):
+                where = _partition_sql(spec, partitions_def, list(context.partition_keys), graph)
+            summary = summarize(store, store.resolve_update(feature, samples=root, where=where))
         changed = [f for f, n in summary.changed_fields.items() if n]
         metadata = {k: v for k, v in increment_metadata(summary).items()
                     if k != "metaxy/resolve_sql"}
         metadata["metaxy/changed_fields"] = dg.MetadataValue.json(changed)
+        if where is not None:
+            metadata["metaxy/partitions"] = dg.MetadataValue.json(list(context.partition_keys))
         passed = summary.new == summary.stale == summary.orphaned == 0
         text = ("in sync" if passed else
                 f"{summary.new} new, {summary.stale} stale"
