@@ -556,7 +556,8 @@ def partition_where(context: dg.AssetExecutionContext, feature: str | None = Non
     Built with sqlglot from the asset's ``metaxy/partition_column`` and the step's partition
     keys (one key, or a range run as one step): ``"day" = '2026-01-02'``, ``"day" IN (...)``,
     for a multi-partitioned asset one ``AND`` per key. Keys are quoted literals (numbers when
-    the column is declared ``int``), never pasted into SQL text.
+    the column is declared ``int``), never pasted into SQL text: the column holds the key's
+    text (a daily partition's ``2026-01-02``) or, declared ``int``, its number.
 
     >>> # inside a partitioned asset:
     >>> # inc = s.resolve_update(feature, where=partition_where(context))
