@@ -303,13 +303,19 @@ def _compute_fn(node_def: Any) -> Callable[..., Any] | None:
 def _register(assets_def: dg.AssetsDefinition, graph: FeatureGraph) -> None:
     fn = _compute_fn(assets_def.node_def)
     if fn is not None:
-        _GRAPH_OF_COMPUTE[fn] = graph
+        try:
+            _GRAPH_OF_COMPUTE[fn] = graph
+        except TypeError:  # a callable that takes no weak reference: give the resource graph=
+            pass
 
 
 def metaxify_graph(node_def: Any) -> FeatureGraph | None:
     """The graph given to ``@metaxify`` for the asset whose op is ``node_def`` (or ``None``)."""
     fn = _compute_fn(node_def)
-    return _GRAPH_OF_COMPUTE.get(fn) if fn is not None else None
+    try:
+        return _GRAPH_OF_COMPUTE.get(fn) if fn is not None else None
+    except TypeError:
+        return None
 
 
 def _running_asset() -> tuple[str, FeatureGraph | None, tuple[str, ...]]:
