@@ -16,6 +16,7 @@ feature.
 """
 
 
+import contextlib
 import os
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -303,10 +304,9 @@ def _compute_fn(node_def: Any) -> Callable[..., Any] | None:
 def _register(assets_def: dg.AssetsDefinition, graph: FeatureGraph) -> None:
     fn = _compute_fn(assets_def.node_def)
     if fn is not None:
-        try:
+        # a callable that takes no weak reference is left out: give the resource graph=
+        with contextlib.suppress(TypeError):
             _GRAPH_OF_COMPUTE[fn] = graph
-        except TypeError:  # a callable that takes no weak reference: give the resource graph=
-            pass
 
 
 def metaxify_graph(node_def: Any) -> FeatureGraph | None:
