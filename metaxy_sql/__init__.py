@@ -47,10 +47,11 @@ __all__ = [
 from metaxy_sql.engine.increment import Increment, IncrementPart
 from metaxy_sql.engine.store import Store, connect
 from metaxy_sql.engine.writer import BufferedMetadataWriter, WriterError
+from metaxy_sql.warehouse.copy import CopyReport, copy
 from metaxy_sql.warehouse.materialize import materialize
 from metaxy_sql.warehouse.plan import plan
 from metaxy_sql.warehouse.snapshots import graph_history, push_graph
 
 __all__ += [
-    "BufferedMetadataWriter", "Increment", "IncrementPart", "Store", "WriterError", "connect",
-    "graph_history", "materialize", "plan", "push_graph"]
+    "BufferedMetadataWriter", "CopyReport", "Increment", "IncrementPart", "Store", "WriterError",
+    "connect", "copy", "graph_history", "materialize", "plan", "push_graph"]

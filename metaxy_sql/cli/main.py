@@ -311,5 +311,15 @@ def _register_warehouse_commands() -> None:
 _register_warehouse_commands()
 
 
+def _register_bridge_commands() -> None:
+    from metaxy_sql.cli.bridges import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_bridge_commands()
+
+
 def main() -> None:
     cli(prog_name="metaxy-sql")
