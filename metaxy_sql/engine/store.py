@@ -418,7 +418,9 @@ class Store:
             raise DataError(f"feature {feature!r} is a root feature: its provenance is what you "
                             "write, there is no expected one to rebase on; write its samples")
         grain = increment_grain(self.graph, feature)
-        stale = self.resolve_update(feature, where=where).stale.to_arrow()
+        part = self.resolve_update(feature, where=where).stale
+        # Only the grain ids and the expected provenance are held, not the carried columns.
+        stale = dataclasses.replace(part, columns=(*grain, names.PROVENANCE_BY_FIELD)).to_arrow()
         if stale.num_rows == 0:
             return 0
         table = names.table(feature)
@@ -427,18 +429,19 @@ class Store:
                 and (c == names.DATA_VERSION_BY_FIELD or not c.startswith(SYSTEM_PREFIX))]
         written = 0
         for start in range(0, stale.num_rows, batch_size):
-            part = stale.slice(start, batch_size)
-            with self._staged(feature, part.select(list(grain))):
+            chunk = stale.slice(start, batch_size)
+            with self._staged(feature, chunk.select(list(grain))):
                 query = builder.latest_rows(table, spec.id_columns, [
                     builder.col(c) for c in keep]).where(builder.ids_in(
                         grain, builder.ids_of(names.staged(feature), grain)))
                 current = self.executor.fetch(self.executor.dialect.render(query))
             current = coltypes.restore(current, self.column_types(feature))
             expected = {tuple(r): i for i, r in enumerate(
-                zip(*[part.column(c).to_pylist() for c in grain], strict=True))}
+                zip(*[chunk.column(c).to_pylist() for c in grain], strict=True))}
             index = [expected[k] for k in zip(
                 *[current.column(c).to_pylist() for c in grain], strict=True)]
-            provenance = part.column(names.PROVENANCE_BY_FIELD).take(pa.array(index, pa.int64()))
+            provenance = chunk.column(names.PROVENANCE_BY_FIELD).take(
+                pa.array(index, pa.int64()))
             written += self.write(feature, current.append_column(
                 names.PROVENANCE_BY_FIELD, provenance))
         return written
