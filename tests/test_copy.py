@@ -229,3 +229,25 @@ def test_cli_copy_refuses_two_chdb_paths(tmp_path: Any) -> None:
     assert result.exit_code == 1
     assert "one data path per process" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_interrupted_copy_shows_nothing(make_store: Any, engine: str) -> None:
+    """A copy that stops midway leaves the feature's latest state empty on the target (rolled
+    back on DuckDB and Postgres; appended invisible on ClickHouse), so nothing half-copied is
+    ever read; after `drop` the copy runs again."""
+    with open_store("duckdb", seed.graph) as a:
+        step(a, samples({f"v{i}": {"audio": f"a{i}", "frames": f"f{i}"} for i in range(5)}))
+        b = make_store(seed.graph)
+
+        def stop(n: int) -> None:
+            raise RuntimeError("interrupted")
+
+        with pytest.raises(RuntimeError, match="interrupted"):
+            mx.copy(a, b, ["video/full"], history=True, on_progress=stop, batch_size=2)
+        assert b.read("video/full").num_rows == 0 and b.count("video/full") == 0
+        assert b.resolve_update("video/face_crop").counts()["new"] == 0
+        assert b.has_rows("video/full") == (engine == "clickhouse")
+        b.drop("video/full")
+        assert mx.copy(a, b, ["video/full"], history=True, batch_size=2).rows == {
+            "video/full": 5}
+        assert state(b) == {**state(a), **{k: [] for k in seed.graph.keys if k != "video/full"}}

@@ -383,7 +383,13 @@ class Store:
                         table, spec.id_columns, d, table)))
 
     def has_rows(self, feature: str) -> bool:
-        """True when the table of ``feature`` has any row, tombstones and history included."""
+        """True when the table of ``feature`` has any row, tombstones and history included
+        (rows a copy left invisible on ClickHouse too).
+
+        Raises:
+            UnknownFeatureError: ``feature`` is not defined.
+        """
+        self.graph.spec(feature)
         table = names.table(feature)
         if table not in self.executor.tables():
             return False

@@ -144,7 +144,8 @@ def _features(source: Store, target: Store | None, features: Sequence[str] | Non
         keys = [k for k in dict.fromkeys(features or source.graph.keys) if source.graph.spec(k)]
         order = {k: i for i, k in enumerate(source.graph.keys)}
         return sorted(keys, key=order.__getitem__)
-    if source.url == target.url:
+    if source.executor is target.executor or (
+            source.url == target.url and not source.url.startswith("duckdb://:memory:")):
         raise ConfigError(f"copy: source and target are the same store ({source.url})")
     if source.hash_algorithm != target.hash_algorithm:
         raise ConfigError(
