@@ -50,6 +50,7 @@ __all__ = [
 from metaxy_sql.engine.increment import Increment, IncrementPart
 from metaxy_sql.engine.store import Store, connect
 from metaxy_sql.engine.writer import BufferedMetadataWriter, WriterError
+from metaxy_sql.warehouse.copy import CopyReport, copy
 from metaxy_sql.warehouse.materialize import materialize
 from metaxy_sql.warehouse.plan import plan
 from metaxy_sql.warehouse.snapshots import graph_history, push_graph
@@ -62,12 +63,14 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
 
 __all__ += [
     "BufferedMetadataWriter",
+    "CopyReport",
     "Increment",
     "IncrementPart",
     "Store",
     "WriterError",
     "__version__",
     "connect",
+    "copy",
     "graph_history",
     "materialize",
     "plan",

@@ -19,6 +19,7 @@ from metaxy_sql.ext.dagster import (
     MetaxyStoreResource,
     materialize_result,
     metaxify,
+    metaxy_checks,
     observation_job,
     summarize,
 )
@@ -99,10 +100,16 @@ def build_assets(graph: mx.FeatureGraph) -> list[dg.AssetsDefinition]:
 
 
 def build_definitions(store: MetaxyStoreResource) -> dg.Definitions:
-    """Assets, the observation job and the store, for the graph the store's entrypoints define."""
+    """Assets, their ``metaxy_in_sync`` checks, the observation job, a job running every
+    check (``metaxy_check``) and the store, for the graph the store defines (``graph=`` or its
+    entrypoints)."""
     assets = build_assets(store.load_graph())
-    observe = observation_job(assets, root_samples={"video/full": list_videos})
+    roots = {"video/full": list_videos}
+    checks = metaxy_checks(assets, root_samples=roots)
+    observe = observation_job(assets, root_samples=roots)
+    check_all = dg.define_asset_job("metaxy_check", selection=dg.AssetSelection.all_asset_checks(),
+                                    description="Run every feature's metaxy_in_sync check.")
     # In-process: steps run one after another, so an embedded DuckDB file is never opened by
     # two processes at once.
-    return dg.Definitions(assets=assets, jobs=[observe], resources={"store": store},
-                          executor=dg.in_process_executor)
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[observe, check_all],
+                          resources={"store": store}, executor=dg.in_process_executor)

@@ -223,11 +223,11 @@ def render(obj: CliContext, feature: str | None, dialect: str, algorithm: str,
 
 
 def _register_commands() -> None:
-    from metaxy_sql.cli import store_cmds, warehouse
+    from metaxy_sql.cli import bridges, store_cmds, warehouse
 
-    for command in (*store_cmds.COMMANDS, *warehouse.COMMANDS):
+    for command in (*store_cmds.COMMANDS, *warehouse.COMMANDS, *bridges.COMMANDS):
         cli.add_command(command)
-    # --store, -e and --config after the name, on every command (idempotent).
+    # --store, -e, --config and --debug after the name, on every command (idempotent).
     for command in cli.commands.values():
         add_common_options(command)
 

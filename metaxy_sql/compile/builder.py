@@ -440,6 +440,24 @@ def write_select(
     ).from_(inner.subquery(staged, copy=False))
 
 
+def copied_select(d: Dialect, staged: str, columns: Sequence[str], base: int, *,
+                  hidden: bool) -> exp.Select:
+    """Rows copied from another store, as they were written: every column of ``staged``
+    as is, except positions shifted by ``base`` and, with ``hidden``, every row superseded
+    (made visible afterwards by ``settle_superseded``, on engines without transactions)."""
+    out: list[exp.Expr] = []
+    for c in columns:
+        if c == names.WRITE_SEQ:
+            out.append(exp.alias_(exp.Cast(
+                this=exp.Add(this=col(c), expression=exp.Literal.number(base)),
+                to=d.type_(d.write_seq_type)), c, quoted=True))
+        elif c == names.SUPERSEDED and hidden:
+            out.append(exp.alias_(exp.true(), c, quoted=True))
+        else:
+            out.append(col(c))
+    return exp.select(*out).from_(table_ref(staged))
+
+
 def write_seq_literal(d: Dialect, write_seq: int) -> exp.Expr:
     """A write position, typed (an untyped literal would create a 32-bit column)."""
     return exp.Cast(this=exp.Literal.number(write_seq), to=d.type_(d.write_seq_type))
@@ -495,6 +513,21 @@ def next_write_seq(table: str) -> exp.Insert:
         expressions=[exp.EQ(this=col(names.WRITE_SEQ), expression=exp.Add(
             this=counter, expression=exp.Literal.number(1)))]))
     insert.set("returning", exp.Returning(expressions=[col(names.WRITE_SEQ)]))
+    return insert
+
+
+def raise_write_seq(d: Dialect, table: str, position: int) -> exp.Insert:
+    """Move the counter row of ``table`` up to ``position`` (never down): rows copied from
+    another store keep their positions, and the next write comes after them."""
+    counter = col(names.WRITE_SEQ, names.WRITE_ORDER)
+    value = write_seq_literal(d, position)
+    insert = exp.insert(exp.values([(lit(table), value)]), table_ref(names.WRITE_ORDER),
+                        columns=[exp.to_identifier(c, quoted=True)
+                                 for c in (_TABLE_NAME, names.WRITE_SEQ)])
+    insert.set("conflict", exp.OnConflict(
+        conflict_keys=[exp.to_identifier(_TABLE_NAME, quoted=True)], action=exp.var("DO UPDATE"),
+        expressions=[exp.EQ(this=col(names.WRITE_SEQ), expression=exp.Greatest(
+            this=counter, expressions=[value.copy()]))]))
     return insert
 
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
@@ -307,6 +308,150 @@ class Store:
         self._retrying(attempt)
         return int(table.num_rows)
 
+    # -- copy and rebase --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def copy_into(self, feature: str, source_types: Mapping[str, pa.DataType]
+                  ) -> Iterator[Callable[[pa.Table], int]]:
+        """Append rows read from another store's table of ``feature`` as they were written
+        (the engine of :func:`metaxy_sql.warehouse.copy.copy`).
+
+        Yields a function taking an Arrow table of source rows (id and user columns and every
+        ``metaxy_*`` column of the feature table, ``metaxy_write_seq`` included) and returning
+        the rows appended. Rows keep their hashes, feature version, write time and write
+        position (shifted by the positions this store already handed out for the table: none
+        on a fresh store); tombstones keep only ids and the write columns. The write order's
+        counter moves past the last copied position. DuckDB and Postgres append everything in
+        one transaction; ClickHouse appends rows invisible (superseded) and makes the newest
+        row of each id visible in one last ``UPDATE``, so a copy that stops midway shows nothing.
+
+        ``source_types``: the source's stored column types (:meth:`column_types`); types this
+        store does not fix yet are recorded, the others must match or widen losslessly.
+
+        Raises:
+            DataError: this store already holds rows of ``feature`` (history included), or a
+                source type does not fit a type this store fixed.
+        """
+        spec = self.graph.spec(feature)
+        table, d = names.table(feature), self.executor.dialect
+        if self.has_rows(feature):
+            raise _target_not_empty(feature, self.url)
+        stored = self.column_types(feature)
+        for column, t in source_types.items():
+            if column in stored and not coltypes.fits(t, stored[column]):
+                raise DataError(
+                    f"feature {feature!r}: column {column!r} is {t} in the source store and "
+                    f"{stored[column]} in {self.url}; copy into a store whose definitions "
+                    "declare the same type")
+        to_record = {c: t for c, t in source_types.items() if c not in stored}
+        target_types = {**source_types, **stored}
+        state: dict[str, int] = {}
+
+        def append(rows: pa.Table) -> int:
+            if rows.num_rows == 0:
+                return 0
+            rows = _tombstones_bare(coltypes.restore(rows, target_types), spec.id_columns)
+            user_columns = [c for c in rows.column_names
+                            if c not in spec.id_columns and c not in names.SYSTEM_COLUMNS]
+            with self._staged(feature, rows):
+                if "base" not in state:
+                    self._ensure_table(feature, builder.write_select(
+                        d, staged=names.staged(feature), id_columns=spec.id_columns,
+                        user_columns=user_columns, field_keys=self.graph.field_keys(feature),
+                        has_data_version=True, feature_version="", created_at=self._now(),
+                        write_seq=0, algorithm=self.hash_algorithm), user_columns)
+                    lock = d.write_lock(table)
+                    if lock is not None:
+                        self.executor.execute(d.render(lock))
+                    if self.has_rows(feature):  # a writer came first
+                        raise _target_not_empty(feature, self.url)
+                    self._record_types(feature, to_record)
+                    state["base"] = write_order.current_position(self.executor, table)
+                columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
+                select = builder.copied_select(d, names.staged(feature), columns, state["base"],
+                                               hidden=d.supersede_after_insert)
+                self.executor.execute(d.render(builder.insert(table, columns, select)))
+            last = pc.max(rows.column(names.WRITE_SEQ)).as_py()
+            state["last"] = max(state.get("last", 0), int(last or 0) + state["base"])
+            return int(rows.num_rows)
+
+        with self.executor.transaction():
+            yield append
+            if "base" in state:
+                write_order.advance_to(self.executor, table, state["last"])
+                if d.supersede_after_insert:
+                    self.executor.execute(d.render(builder.settle_superseded(
+                        table, spec.id_columns, d, table)))
+
+    def has_rows(self, feature: str) -> bool:
+        """True when the table of ``feature`` has any row, tombstones and history included
+        (rows a copy left invisible on ClickHouse too).
+
+        Raises:
+            UnknownFeatureError: ``feature`` is not defined.
+        """
+        self.graph.spec(feature)
+        table = names.table(feature)
+        if table not in self.executor.tables():
+            return False
+        query = exp.select(exp.Literal.number(1)).from_(builder.table_ref(table)).limit(1)
+        return bool(self.executor.fetch(self.executor.dialect.render(query)).num_rows > 0)
+
+    def rebase(self, feature: str, where: str | None = None, *,
+               batch_size: int = 100_000) -> int:
+        """Re-stamp the stale samples of ``feature`` with their expected provenance, without
+        recomputing them: for a code-version bump that did not change the outputs (a
+        refactor, a comment). Returns the rows written (for an expansion: every child row
+        of each stale parent).
+
+        Each stale sample gets a new row (a write like any other, in the write order; the
+        old rows stay in the history) with the expected ``metaxy_provenance_by_field``, its
+        user columns as stored and its **data versions kept** (the outputs did not change, so
+        the features downstream stay up to date). New and orphaned samples are left alone.
+        Rebase trusts you: a sample stale because its *upstream data* changed is re-stamped
+        too; restrict it with ``where`` when only some samples are unchanged.
+
+        Args:
+            feature: a non-root feature key.
+            where: a predicate over the increment's id columns (as in ``resolve_update``).
+            batch_size: stale samples per write.
+
+        Raises:
+            DataError: ``feature`` is a root feature (it has no expected provenance).
+            DefinitionError: ``where`` is not over the increment's id columns.
+        """
+        spec = self.graph.spec(feature)
+        if self.graph.is_root(feature):
+            raise DataError(f"feature {feature!r} is a root feature: its provenance is what you "
+                            "write, there is no expected one to rebase on; write its samples")
+        grain = increment_grain(self.graph, feature)
+        part = self.resolve_update(feature, where=where).stale
+        # Only the grain ids and the expected provenance are held, not the carried columns.
+        stale = dataclasses.replace(part, columns=(*grain, names.PROVENANCE_BY_FIELD)).to_arrow()
+        if stale.num_rows == 0:
+            return 0
+        table = names.table(feature)
+        keep = [c for c in self.executor.columns(table)
+                if c not in spec.id_columns and not names.is_per_field_column(c)
+                and (c == names.DATA_VERSION_BY_FIELD or not c.startswith(SYSTEM_PREFIX))]
+        written = 0
+        for start in range(0, stale.num_rows, batch_size):
+            chunk = stale.slice(start, batch_size)
+            with self._staged(feature, chunk.select(list(grain))):
+                query = builder.latest_rows(table, spec.id_columns, [
+                    builder.col(c) for c in keep]).where(builder.ids_in(
+                        grain, builder.ids_of(names.staged(feature), grain)))
+                current = self.executor.fetch(self.executor.dialect.render(query))
+            current = coltypes.restore(current, self.column_types(feature))
+            expected = {tuple(r): i for i, r in enumerate(
+                zip(*[chunk.column(c).to_pylist() for c in grain], strict=True))}
+            index = [expected[k] for k in zip(
+                *[current.column(c).to_pylist() for c in grain], strict=True)]
+            provenance = chunk.column(names.PROVENANCE_BY_FIELD).take(
+                pa.array(index, pa.int64()))
+            written += self.write(feature, current.append_column(
+                names.PROVENANCE_BY_FIELD, provenance))
+        return written
+
     # -- reads ------------------------------------------------------------------------------
     def read(self, feature: str, *, history: bool = False, where: str | None = None,
              limit: int | None = None) -> pa.Table:
@@ -596,6 +741,28 @@ class Store:
 _DROPPED = ""
 _TYPE_COLUMNS = (("feature", system.TEXT), ("column", system.TEXT), ("arrow_type", system.TEXT),
                  ("type", system.TEXT), ("recorded_at", system.TIMESTAMP))
+
+
+def _target_not_empty(feature: str, url: str) -> DataError:
+    return DataError(
+        f"feature {feature!r}: {url} already holds rows of it; copy never merges into a "
+        "feature's history. Drop it there first (store.drop(feature)), or leave the feature "
+        "out of the copy")
+
+
+def _tombstones_bare(rows: pa.Table, id_columns: tuple[str, ...] | list[str]) -> pa.Table:
+    """Tombstone rows with only ids and write columns (engines fill the rest differently:
+    NULL on DuckDB and Postgres, empty values on ClickHouse)."""
+    deleted = rows.column(names.DELETED)
+    if not pc.any(deleted).as_py():
+        return rows
+    keep = {*id_columns, names.CREATED_AT, names.DELETED, names.SUPERSEDED, names.WRITE_SEQ}
+    for i, name in enumerate(rows.column_names):
+        if name not in keep:
+            column = rows.column(name)
+            rows = rows.set_column(i, name, pc.if_else(
+                deleted, pa.nulls(len(column), column.type), column))
+    return rows
 
 
 def _engine_types(executor: Executor, table: str, columns: list[str]) -> dict[str, pa.DataType]:

@@ -37,6 +37,31 @@ def next_position(executor: Executor, table: str) -> int:
     return int(str(executor.returning(d.render(builder.next_write_seq(table)))))
 
 
+def current_position(executor: Executor, table: str) -> int:
+    """The last position handed out for feature table ``table`` (0 when none)."""
+    if names.WRITE_ORDER not in executor.tables():
+        return 0
+    d = executor.dialect
+    last = executor.fetch(d.render(builder.last_logged_write_seq(table))).column(0)[0]
+    return int(last.as_py() or 0)
+
+
+def advance_to(executor: Executor, table: str, position: int) -> None:
+    """Make ``position`` the last one handed out for ``table`` when it is ahead (rows copied
+    from another store keep their positions; the next write comes after them).
+
+    Raises:
+        ExecutionError: the engine failed the statement.
+    """
+    d = executor.dialect
+    ensure_table(executor)
+    if d.write_order_log:
+        if current_position(executor, table) < position:
+            executor.execute(d.render(builder.log_write_seq(d, table, position)))
+        return
+    executor.execute(d.render(builder.raise_write_seq(d, table, position)))
+
+
 def ensure_table(executor: Executor) -> None:
     """Create the write-order table when missing (concurrent first writers take turns)."""
     if names.WRITE_ORDER in executor.tables():
