@@ -96,14 +96,17 @@ class DuckDBExecutor:
             self.con.unregister(name)
 
     def tables(self) -> set[str]:
-        rows = self._run(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'").fetchall()
+        with self.lock:  # fetching uses the connection too: another thread must wait
+            rows = self._run(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            ).fetchall()
         return {r[0] for r in rows}
 
     def columns(self, relation: str) -> dict[str, str]:
         describe = exp.Describe(this=exp.select("*").from_(table_ref(relation)))
-        rows = self._run(self.dialect.render(describe, pretty=False)).fetchall()
+        with self.lock:
+            rows = self._run(self.dialect.render(describe, pretty=False)).fetchall()
         return {r[0]: r[1] for r in rows}
 
     def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
