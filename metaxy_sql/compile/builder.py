@@ -159,7 +159,7 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
         *[_stored_or(d, derived, u.relation, names.data_version_token_column(f),
                      d.map_token(col(names.DATA_VERSION_BY_FIELD), f)) for f in u.fields],
         *carried])
-    for p in [*preds, *([subset] if subset is not None else [])]:
+    for p in [*preds, *([d.subset_rows(u.relation, subset)] if subset is not None else [])]:
         select = select.where(p.copy())
     return select
 
@@ -183,7 +183,8 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
     # group could never be written (ids are never NULL), so it would stay new forever.
     no_null_key = [exp.Not(this=exp.Is(this=col(c), expression=exp.Null()))
                    for c in u.key_columns]
-    for p in [*preds, *no_null_key, *([subset] if subset is not None else [])]:
+    for p in [*preds, *no_null_key,
+              *([d.subset_rows(u.relation, subset)] if subset is not None else [])]:
         members = members.where(p.copy())
     return exp.select(
         *[col(c) for c in u.keys],
@@ -233,7 +234,7 @@ def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str],
     select = latest_rows(plan.table, plan.id_columns, [
         _stored_or(d, derived, plan.table, names.provenance_column(f),
                    d.map_get(col(names.PROVENANCE_BY_FIELD), f)) for f in plan.field_keys])
-    return select.where(subset.copy()) if subset is not None else select
+    return select.where(d.subset_rows(plan.table, subset)) if subset is not None else select
 
 
 def _differs(f: str) -> exp.Expr:

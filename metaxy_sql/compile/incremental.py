@@ -87,8 +87,42 @@ def counters_select(tables: Sequence[str]) -> exp.Select:
 
 def max_mark(d: Dialect, table: str) -> exp.Select:
     """The greatest watermark-column value of ``table`` (0 when empty)."""
-    return exp.select(exp.Coalesce(this=exp.Max(this=col(d.watermark_column)),
-                                   expressions=[exp.Literal.number(0)])).from_(table_ref(table))
+    return exp.select(_greatest_mark(d)).from_(table_ref(table))
+
+
+def _greatest_mark(d: Dialect) -> exp.Expr:
+    return exp.Coalesce(this=exp.Max(this=col(d.watermark_column)),
+                        expressions=[exp.Literal.number(0)])
+
+
+def max_marks(d: Dialect, tables: Sequence[str]) -> exp.Select | None:
+    """One statement: per table of ``tables``, its greatest watermark-column value (0 when
+    empty), as rows (``table_name``, ``metaxy_write_seq``). None when ``tables`` is empty."""
+    return _union_all([
+        exp.select(exp.alias_(lit(t), _TABLE_NAME, quoted=True),
+                   exp.alias_(_greatest_mark(d), names.WRITE_SEQ, quoted=True)).from_(
+            table_ref(t))
+        for t in tables])
+
+
+def unsettled_marks(d: Dialect, tables: Mapping[str, tuple[Sequence[str], int]]
+                    ) -> exp.Select | None:
+    """One statement: :func:`unsettled_mark` of each table (``table -> (id columns, mark)``),
+    as rows (``table_name``, ``mark``), a table without unsettled writes having no row.
+    None when ``tables`` is empty."""
+    return _union_all([
+        exp.select(exp.alias_(lit(t), _TABLE_NAME, quoted=True), col("mark")).from_(
+            unsettled_mark(d, t, ids, mark).subquery("unsettled"))
+        for t, (ids, mark) in sorted(tables.items())])
+
+
+def _union_all(parts: Sequence[exp.Select]) -> exp.Select | None:
+    if not parts:
+        return None
+    result: exp.Select = parts[0]
+    for p in parts[1:]:
+        result = exp.union(result, p, distinct=False)  # type: ignore[assignment]
+    return result
 
 
 def unsettled_mark(d: Dialect, table: str, id_columns: Sequence[str], mark: int) -> exp.Select:

@@ -43,7 +43,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlglot import exp
 
@@ -80,6 +80,10 @@ class StoreLike(Protocol):
     hash_algorithm: HashAlgorithm
 
     def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog: ...
+
+    def compiled(self, feature: str, catalog: Catalog, *, where: str | None = None,
+                 ids: Any = None, subset: exp.Expr | None = None
+                 ) -> tuple[str, exp.Select]: ...
 
 
 @dataclass(frozen=True)
@@ -145,14 +149,14 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
     relation = relation or relation_name(feature)
     tables = ex.tables()
     catalog = store.catalog(feature, tables)
-    text, statement = compile_resolve(store.graph, feature, d, store.hash_algorithm, catalog)
+    text, statement = store.compiled(feature, catalog)
     fingerprint = hashlib.sha256(text.encode()).hexdigest()
     read = sorted(catalog.tables)
     with ex.transaction():
         lock = d.create_lock(relation)
         if lock is not None:  # concurrent refreshes of one table take turns
             ex.execute(d.render(lock))
-        marks = _marks(ex, read)
+        marks = _marks(ex, read, tables)
         hard = _hard_deletes(ex, read, tables)
         old = _state(ex, relation, tables)
         reason = "forced" if full else _full_reason(old, relation, tables, fingerprint, marks,
@@ -170,7 +174,7 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
             touched = _replace(store, feature, relation, catalog, old.marks)
             result = Refresh(feature, relation, "incremental", touched=touched)
         _checkpoint("before watermarks")
-        _save(ex, relation, feature, fingerprint, marks, hard)
+        _save(ex, relation, feature, fingerprint, marks, hard, tables)
     return result
 
 
@@ -189,8 +193,8 @@ def _replace(store: StoreLike, feature: str, relation: str, catalog: Catalog,
         if n:
             _checkpoint("before delete")
             ex.execute(d.render(sql.delete_touched(relation, grain, touched)))
-            partial = compile_resolve(store.graph, feature, d, store.hash_algorithm, catalog,
-                                      subset=sql.touched_subset(grain, touched))[1]
+            partial = store.compiled(feature, catalog,
+                                     subset=sql.touched_subset(grain, touched))[1]
             _checkpoint("before insert")
             ex.execute(d.render(sql.insert_resolved(relation, partial)))
     finally:
@@ -204,19 +208,23 @@ def _scalar(ex: Executor, query: exp.Select) -> object:
     return result.column(0)[0].as_py() if result.num_rows else None
 
 
-def _marks(ex: Executor, tables: list[str]) -> dict[str, int]:
-    """Current watermark of each table: its write-order counter, or (where positions are a
-    log) its greatest insert block number."""
+def _marks(ex: Executor, tables: list[str], present: set[str]) -> dict[str, int]:
+    """Current watermark of each table (one statement): its write-order counter, or (where
+    positions are a log) its greatest insert block number. ``present``: the store's tables."""
     d = ex.dialect
     if not tables:
         return {}
-    if not d.write_order_log:
-        marks = dict.fromkeys(tables, 0)
-        if names.WRITE_ORDER in ex.tables():
-            for row in ex.fetch(d.render(sql.counters_select(tables))).to_pylist():
-                marks[str(row["table_name"])] = int(row[names.WRITE_SEQ])
+    marks = dict.fromkeys(tables, 0)
+    if d.write_order_log:
+        query = sql.max_marks(d, [t for t in tables if t in present])
+    elif names.WRITE_ORDER in present:
+        query = sql.counters_select(tables)
+    else:
         return marks
-    return {t: int(str(_scalar(ex, sql.max_mark(d, t)))) for t in tables}
+    if query is not None:
+        for row in ex.fetch(d.render(query)).to_pylist():
+            marks[str(row["table_name"])] = int(row[names.WRITE_SEQ])
+    return marks
 
 
 def _settled(store: StoreLike, feature: str, marks: dict[str, int],
@@ -227,14 +235,15 @@ def _settled(store: StoreLike, feature: str, marks: dict[str, int],
     if not d.supersede_after_insert:
         return marks
     out = dict(marks)
-    for table, mark in marks.items():
-        start = old.get(table, 0)
-        if start > mark:
-            start = 0
-        ids = _id_columns(store.graph, table)
-        least = _scalar(ex, sql.unsettled_mark(d, table, ids, start))
-        if least is not None and int(str(least)) <= mark:
-            out[table] = int(str(least)) - 1
+    starts = {t: (0 if old.get(t, 0) > m else old.get(t, 0)) for t, m in marks.items()}
+    query = sql.unsettled_marks(d, {t: (_id_columns(store.graph, t), starts[t])
+                                    for t in marks})
+    if query is None:
+        return out
+    for row in ex.fetch(d.render(query)).to_pylist():
+        table, least = str(row["table_name"]), int(row["mark"])
+        if least <= marks[table]:
+            out[table] = least - 1
     return out
 
 
@@ -308,8 +317,8 @@ def _state(ex: Executor, relation: str, tables: set[str]) -> _State | None:
 
 
 def _save(ex: Executor, relation: str, feature: str, fingerprint: str,
-          marks: Mapping[str, int], hard: Mapping[str, list[int]]) -> None:
-    system.ensure(ex, names.INCREMENTAL_STATE, STATE_COLUMNS, ["refreshed_at"])
+          marks: Mapping[str, int], hard: Mapping[str, list[int]], present: set[str]) -> None:
+    system.ensure(ex, names.INCREMENTAL_STATE, STATE_COLUMNS, ["refreshed_at"], present)
     system.append(ex, names.INCREMENTAL_STATE, STATE_COLUMNS, {
         "relation_name": relation, "feature": feature, "fingerprint": fingerprint,
         "watermarks": json.dumps({"marks": dict(marks), "hard": dict(hard)}, sort_keys=True),

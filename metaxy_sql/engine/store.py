@@ -63,6 +63,7 @@ class Store:
         self.graph = graph
         self.hash_algorithm: HashAlgorithm = hash_algorithm
         self._last_time: dt.datetime | None = None
+        self._compiled: dict[tuple[object, ...], tuple[str, exp.Select]] = {}
 
     def with_graph(self, graph: FeatureGraph) -> Store:
         """The same store (same connection) seen through other definitions, e.g. after a
@@ -149,8 +150,7 @@ class Store:
         elif incremental:
             incremental_mod.check_feature(self.graph, feature)
         catalog = dataclasses.replace(self.catalog(feature), sample_columns=sample_columns)
-        sql, statement = compile_resolve(self.graph, feature, self.executor.dialect,
-                                         self.hash_algorithm, catalog, where=where, ids=ids)
+        sql, statement = self.compiled(feature, catalog, where=where, ids=ids)
         carried = sample_columns or tuple(t for d in spec.deps for _, t in d.carried())
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
                          carried=carried, field_keys=self.graph.field_keys(feature),
@@ -193,6 +193,37 @@ class Store:
         return Increment(feature, statement, sql, self.graph.spec(feature).id_columns,
                          self.executor, carried=carried, field_keys=self.graph.field_keys(feature),
                          mode=report.mode, refresh=report, column_types=column_types)
+
+    def compiled(self, feature: str, catalog: Catalog, *, where: str | None = None,
+                 ids: Any = None, subset: exp.Expr | None = None) -> tuple[str, exp.Select]:
+        """``compile_resolve`` of ``feature`` against ``catalog``: (SQL text with header,
+        statement), reused while nothing it depends on changes.
+
+        The statement is a function of the definitions (fixed per store object: a new graph
+        is a new :meth:`with_graph` store), the dialect, the digest, the catalog (tables
+        present, their columns and id types, sample columns: read from the store by the
+        caller on every call) and the subset (``where``, ``subset``); so a cached statement
+        is reused only when all of these are equal. Calls with ``ids`` are compiled afresh.
+        Callers must not modify the returned statement in place.
+
+        Raises:
+            DefinitionError, DataError: as ``compile_resolve``.
+        """
+        key: tuple[object, ...] | None = None
+        if ids is None:
+            key = (feature, _catalog_key(catalog), where,
+                   None if subset is None else subset.sql(identify=True))
+            hit = self._compiled.get(key)
+            if hit is not None:
+                return hit
+        result = compile_resolve(self.graph, feature, self.executor.dialect,
+                                 self.hash_algorithm, catalog, where=where, ids=ids,
+                                 subset=subset)
+        if key is not None:
+            if len(self._compiled) >= _COMPILED_CACHE_SIZE:
+                self._compiled.pop(next(iter(self._compiled)))  # the oldest entry
+            self._compiled[key] = result
+        return result
 
     def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog:
         """What the resolve of ``feature`` reads, as stored now: which of its tables exist
@@ -607,8 +638,7 @@ class Store:
 
     def render(self, feature: str) -> str:
         """The resolve SQL of ``feature`` as this store would run it."""
-        return compile_resolve(self.graph, feature, self.executor.dialect, self.hash_algorithm,
-                               self.catalog(feature))[0]
+        return self.compiled(feature, self.catalog(feature))[0]
 
     # -- helpers ----------------------------------------------------------------------------
     def _begin_write(self, feature: str) -> int:
@@ -735,6 +765,18 @@ class Store:
             now = self._last_time + dt.timedelta(microseconds=1)
         self._last_time = now
         return now.isoformat(sep=" ", timespec="microseconds")
+
+
+#: Compiled resolve statements kept per store (``Store.compiled``), oldest evicted first.
+_COMPILED_CACHE_SIZE = 256
+
+
+def _catalog_key(catalog: Catalog) -> tuple[object, ...]:
+    """Everything of ``catalog`` a compiled statement depends on, hashable."""
+    return (catalog.tables,
+            tuple(sorted((t, frozenset(c)) for t, c in catalog.columns.items())),
+            tuple(sorted((t, tuple(sorted(c.items()))) for t, c in catalog.id_types.items())),
+            catalog.sample_columns)
 
 
 #: The ``column`` of a record saying the feature's table was dropped (no column has this name).

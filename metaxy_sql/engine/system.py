@@ -38,9 +38,10 @@ def _sql_type(executor: Executor, logical: str) -> str:
 
 
 def ensure(executor: Executor, table: str, columns: Sequence[tuple[str, str]],
-           order_by: Sequence[str]) -> None:
-    """Create the system table ``table`` when it does not exist yet."""
-    if table in executor.tables():
+           order_by: Sequence[str], present: set[str] | None = None) -> None:
+    """Create the system table ``table`` when it does not exist yet. ``present``: the store's
+    tables, when the caller listed them (the DDL is ``IF NOT EXISTS`` either way)."""
+    if table in (executor.tables() if present is None else present):
         return
     typed = [(name, _sql_type(executor, logical)) for name, logical in columns]
     ddl = executor.dialect.system_table_ddl(table_ref(table), typed, order_by)

@@ -79,13 +79,19 @@ STORE_PREFIX = "metaxy_"
 #: https://clickhouse.com/docs/engines/table-engines/mergetree-family/mergetree#virtual-columns
 #: Postgres system columns (CREATE TABLE refuses them):
 #: https://www.postgresql.org/docs/current/ddl-system-columns.html
+#: DuckDB's row id pseudo-column (a column of that name shadows it; partial resolves select
+#: rows by it, ``DuckDBDialect.subset_rows``): https://duckdb.org/docs/stable/sql/statements/select
 ENGINE_RESERVED_COLUMNS = frozenset({
     "_part", "_part_index", "_part_starting_offset", "_part_uuid", "_partition_id",
     "_partition_value", "_sample_factor", "_part_offset", "_part_granule_offset",
     "_part_data_version", "_disk_name", "_distance", "_table", "_database", "_row_exists",
     "_block_number", "_block_offset", "_shard_num",
     "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid",
+    "rowid",
 })
+
+#: DuckDB's row id pseudo-column.
+DUCKDB_ROWID = "rowid"
 
 
 def fold(name: str) -> str:

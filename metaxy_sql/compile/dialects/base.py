@@ -253,6 +253,13 @@ class Dialect:
         """
         raise NotImplementedError(f"{self.name}: latest_per_id")
 
+    def subset_rows(self, table: str, subset: exp.Expr) -> exp.Expr:
+        """The predicate a partial resolve puts on its scan of feature table ``table``:
+        ``subset`` (over the table's own columns) itself by default. Engines that read wide
+        columns of every row before a semi join drops them rewrite it into a cheaper shape
+        selecting the same rows."""
+        return subset.copy()
+
     def write_lock(self, table: str) -> exp.Expr | None:
         """A statement run first in a write transaction to serialize writers of ``table``
         (superseding rows must see every row committed before it)."""
