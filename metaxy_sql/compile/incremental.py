@@ -95,14 +95,26 @@ def _greatest_mark(d: Dialect) -> exp.Expr:
                         expressions=[exp.Literal.number(0)])
 
 
-def max_marks(d: Dialect, tables: Sequence[str]) -> exp.Select | None:
+#: Column of :func:`max_marks` counting superseded rows past a watermark.
+PENDING = "pending"
+
+
+def max_marks(d: Dialect, tables: Sequence[str], since: Mapping[str, int] | None = None
+              ) -> exp.Select | None:
     """One statement: per table of ``tables``, its greatest watermark-column value (0 when
-    empty), as rows (``table_name``, ``metaxy_write_seq``). None when ``tables`` is empty."""
-    return _union_all([
-        exp.select(exp.alias_(lit(t), _TABLE_NAME, quoted=True),
-                   exp.alias_(_greatest_mark(d), names.WRITE_SEQ, quoted=True)).from_(
-            table_ref(t))
-        for t in tables])
+    empty), as rows (``table_name``, ``metaxy_write_seq``); with ``since`` (table -> old
+    watermark), also ``pending``: the number of superseded rows past the old watermark.
+    None when ``tables`` is empty."""
+    def one(t: str) -> exp.Select:
+        select = exp.select(exp.alias_(lit(t), _TABLE_NAME, quoted=True),
+                            exp.alias_(_greatest_mark(d), names.WRITE_SEQ, quoted=True))
+        if since is not None:
+            flagged = exp.and_(_since(d, since.get(t, 0)), col(names.SUPERSEDED))
+            select = select.select(exp.alias_(
+                exp.Sum(this=exp.If(this=flagged, true=exp.Literal.number(1),
+                                    false=exp.Literal.number(0))), PENDING, quoted=True))
+        return select.from_(table_ref(t))
+    return _union_all([one(t) for t in tables])
 
 
 def unsettled_marks(d: Dialect, tables: Mapping[str, tuple[Sequence[str], int]]

@@ -156,13 +156,13 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
         lock = d.create_lock(relation)
         if lock is not None:  # concurrent refreshes of one table take turns
             ex.execute(d.render(lock))
-        marks = _marks(ex, read, tables)
-        hard = _hard_deletes(ex, read, tables)
         old = _state(ex, relation, tables)
+        marks, pending = _marks(ex, read, tables, {} if old is None else old.marks)
+        hard = _hard_deletes(ex, read, tables)
         reason = "forced" if full else _full_reason(old, relation, tables, fingerprint, marks,
                                                     hard)
         if reason:
-            marks = _settled(store, feature, marks, {} if old is None else old.marks)
+            marks = _settled(store, feature, marks, {} if old is None else old.marks, pending)
             _checkpoint("before rebuild")
             for s in d.incremental_table_ddl(builder.table_ref(relation), statement,
                                              plan_feature(store.graph, feature).grain):
@@ -170,7 +170,7 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
             result = Refresh(feature, relation, "full", reason)
         else:
             assert old is not None
-            marks = _settled(store, feature, marks, old.marks)
+            marks = _settled(store, feature, marks, old.marks, pending)
             touched = _replace(store, feature, relation, catalog, old.marks)
             result = Refresh(feature, relation, "incremental", touched=touched)
         _checkpoint("before watermarks")
@@ -208,36 +208,51 @@ def _scalar(ex: Executor, query: exp.Select) -> object:
     return result.column(0)[0].as_py() if result.num_rows else None
 
 
-def _marks(ex: Executor, tables: list[str], present: set[str]) -> dict[str, int]:
+def _marks(ex: Executor, tables: list[str], present: set[str], old: Mapping[str, int]
+           ) -> tuple[dict[str, int], dict[str, int]]:
     """Current watermark of each table (one statement): its write-order counter, or (where
-    positions are a log) its greatest insert block number. ``present``: the store's tables."""
+    positions are a log) its greatest insert block number. ``present``: the store's tables.
+
+    Where writes supersede after the append, also, per table, how many superseded rows lie
+    past its ``old`` watermark (``pending``, same statement): none means no write there is
+    appended but unsettled (see :func:`_settled`)."""
     d = ex.dialect
-    if not tables:
-        return {}
     marks = dict.fromkeys(tables, 0)
+    pending: dict[str, int] = {}
+    if not tables:
+        return marks, pending
     if d.write_order_log:
-        query = sql.max_marks(d, [t for t in tables if t in present])
+        since = {t: old.get(t, 0) for t in tables} if d.supersede_after_insert else None
+        query = sql.max_marks(d, [t for t in tables if t in present], since)
     elif names.WRITE_ORDER in present:
         query = sql.counters_select(tables)
     else:
-        return marks
+        return marks, pending
     if query is not None:
         for row in ex.fetch(d.render(query)).to_pylist():
             marks[str(row["table_name"])] = int(row[names.WRITE_SEQ])
-    return marks
+            if sql.PENDING in row:
+                pending[str(row["table_name"])] = int(row[sql.PENDING])
+    return marks, pending
 
 
 def _settled(store: StoreLike, feature: str, marks: dict[str, int],
-             old: Mapping[str, int]) -> dict[str, int]:
+             old: Mapping[str, int], pending: Mapping[str, int]) -> dict[str, int]:
     """``marks`` lowered below any write appended but not yet settled (engines superseding
-    after the append), so the next refresh reads it again once it is visible."""
+    after the append), so the next refresh reads it again once it is visible.
+
+    An unsettled write's newest rows are superseded and lie past the old watermark (a
+    refresh that saw them earlier kept its watermark below them), so a table with no
+    superseded row past its old watermark (``pending`` 0, counted by :func:`_marks` on two
+    small columns) has none, and its scan by id is skipped."""
     ex, d = store.executor, store.executor.dialect
     if not d.supersede_after_insert:
         return marks
     out = dict(marks)
     starts = {t: (0 if old.get(t, 0) > m else old.get(t, 0)) for t, m in marks.items()}
-    query = sql.unsettled_marks(d, {t: (_id_columns(store.graph, t), starts[t])
-                                    for t in marks})
+    query = sql.unsettled_marks(d, {
+        t: (_id_columns(store.graph, t), starts[t]) for t in marks
+        if starts[t] != old.get(t, 0) or pending.get(t, 1) > 0})
     if query is None:
         return out
     for row in ex.fetch(d.render(query)).to_pylist():
