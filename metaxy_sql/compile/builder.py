@@ -57,18 +57,17 @@ def token(d: Dialect, value: exp.Expr) -> exp.Expr:
     return d.value_token(value)
 
 
-def concat(parts: Sequence[exp.Expr]) -> exp.Expr:
-    """``a || b || c`` with adjacent string literals folded into one."""
+def concat(d: Dialect, parts: Sequence[exp.Expr]) -> exp.Expr:
+    """The concatenation of hash-input ``parts`` (literals and tokens, never NULL), adjacent
+    string literals folded into one, in the dialect's cheapest form (``Dialect.concat_text``).
+    """
     folded: list[exp.Expr] = []
     for part in parts:
         if folded and _is_str(part) and _is_str(folded[-1]):
             folded[-1] = lit(folded[-1].this + part.this)
         else:
             folded.append(part)
-    result = folded[0]
-    for part in folded[1:]:
-        result = exp.DPipe(this=result, expression=part)
-    return result
+    return folded[0] if len(folded) == 1 else d.concat_text(folded)
 
 
 def _is_str(e: exp.Expr) -> bool:
@@ -83,7 +82,7 @@ def field_provenance_expr(
     parts: list[exp.Expr] = [lit(hashing.field_provenance_prefix(f.key, f.code_version))]
     for parent in f.parents:
         parts += [lit(hashing.parent_label(*parent)), token_of[parent]]
-    return d.digest(concat(parts), algorithm)
+    return d.digest(concat(d, parts), algorithm)
 
 
 def sample_digest_expr(
@@ -92,7 +91,7 @@ def sample_digest_expr(
     parts: list[exp.Expr] = [lit(hashing.SAMPLE_TAG)]
     for key, value in sorted(by_field, key=lambda kv: kv[0]):
         parts += [lit(hashing.encode(key)), token(d, value)]
-    return d.digest(concat(parts), algorithm)
+    return d.digest(concat(d, parts), algorithm)
 
 
 # -- latest state -----------------------------------------------------------------------------
@@ -172,7 +171,7 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
     preds = _filters(u)
     member = [token(d, d.id_text(col(c), c, types.get(c))) for c in u.member_ids]
     entries = [
-        exp.alias_(concat([*[m.copy() for m in member],
+        exp.alias_(concat(d, [*[m.copy() for m in member],
                            token(d, exp.paren(d.map_get(col(names.DATA_VERSION_BY_FIELD), f),
                                               copy=False))]),
                    names.member_entry_column(f), quoted=True)
@@ -188,7 +187,7 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
         members = members.where(p.copy())
     return exp.select(
         *[col(c) for c in u.keys],
-        *[exp.alias_(token(d, d.digest(concat([lit(hashing.GROUP_TAG), d.ordered_concat(
+        *[exp.alias_(token(d, d.digest(concat(d, [lit(hashing.GROUP_TAG), d.ordered_concat(
             col(names.member_entry_column(f)))]), algorithm)),
             names.data_version_token_column(f), quoted=True) for f in u.fields],
     ).from_(members.subquery(names.MEMBERS, copy=False)).group_by(*[col(c) for c in u.keys])

@@ -23,7 +23,10 @@ WITH "upstream__video__full" AS (
     "upstream__video__full"."sample_uid",
     SUBSTRING(
       SHA256(
-        'mxs1|f4:text1:110:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio"
+        CONCAT(
+          'mxs1|f4:text1:110:video/full5:audio',
+          "upstream__video__full"."metaxy_dv_token__audio"
+        )
       ),
       1,
       32
@@ -82,9 +85,12 @@ SELECT
   MAP(['text'], ["metaxy_provenance__text"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s4:text' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
-        '~'
+      CONCAT(
+        'mxs1|s4:text',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
+          '~'
+        )
       )
     ),
     1,

@@ -35,7 +35,12 @@ WITH "upstream__transcript__whisper" AS (
     "upstream__transcript__whisper"."sample_uid",
     SUBSTRING(
       SHA256(
-        'mxs1|f4:clip1:118:transcript/whisper4:text' || "upstream__transcript__whisper"."metaxy_dv_token__text" || '15:video/face_crop6:frames' || "upstream__video__face_crop"."metaxy_dv_token__frames"
+        CONCAT(
+          'mxs1|f4:clip1:118:transcript/whisper4:text',
+          "upstream__transcript__whisper"."metaxy_dv_token__text",
+          '15:video/face_crop6:frames',
+          "upstream__video__face_crop"."metaxy_dv_token__frames"
+        )
       ),
       1,
       32
@@ -96,9 +101,12 @@ SELECT
   MAP(['clip'], ["metaxy_provenance__clip"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s4:clip' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__clip") AS TEXT) || ':' || "metaxy_provenance__clip",
-        '~'
+      CONCAT(
+        'mxs1|s4:clip',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__clip") AS TEXT) || ':' || "metaxy_provenance__clip",
+          '~'
+        )
       )
     ),
     1,

@@ -22,7 +22,10 @@ WITH "upstream__video__full" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f4:text1:110:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio",
+          CONCAT(
+            'mxs1|f4:text1:110:video/full5:audio',
+            "upstream__video__full"."metaxy_dv_token__audio"
+          ),
           'UTF8'
         )
       ),
@@ -83,9 +86,12 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s4:text' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
-          '~'
+        CONCAT(
+          'mxs1|s4:text',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
+            '~'
+          )
         ),
         'UTF8'
       )

@@ -36,7 +36,12 @@ WITH "upstream__transcript__whisper" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f4:clip1:118:transcript/whisper4:text' || "upstream__transcript__whisper"."metaxy_dv_token__text" || '15:video/face_crop6:frames' || "upstream__video__face_crop"."metaxy_dv_token__frames",
+          CONCAT(
+            'mxs1|f4:clip1:118:transcript/whisper4:text',
+            "upstream__transcript__whisper"."metaxy_dv_token__text",
+            '15:video/face_crop6:frames',
+            "upstream__video__face_crop"."metaxy_dv_token__frames"
+          ),
           'UTF8'
         )
       ),
@@ -99,9 +104,12 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s4:clip' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__clip") AS TEXT) || ':' || "metaxy_provenance__clip",
-          '~'
+        CONCAT(
+          'mxs1|s4:clip',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__clip") AS TEXT) || ':' || "metaxy_provenance__clip",
+            '~'
+          )
         ),
         'UTF8'
       )

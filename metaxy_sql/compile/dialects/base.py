@@ -196,6 +196,14 @@ class Dialect:
         """A NULL of type ``sql_type`` (columns of the empty stand-in relations)."""
         return exp.Cast(this=exp.Null(), to=self.type_(sql_type))
 
+    def concat_text(self, parts: Sequence[exp.Expr]) -> exp.Expr:
+        """Concatenation of two or more text ``parts`` that are never NULL (hash inputs:
+        literals and tokens). ``a || b || c`` by default."""
+        result = parts[0]
+        for part in parts[1:]:
+            result = exp.DPipe(this=result, expression=part)
+        return result
+
     def value_token(self, value: exp.Expr) -> exp.Expr:
         """``hashing.encode`` in SQL: ``<byte length>:<value>``, or ``~`` when NULL."""
         present = exp.DPipe(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlglot import exp
 
 from metaxy_sql.compile.dialects.base import Dialect, IdKind, call, lit
@@ -22,6 +24,13 @@ class DuckDBDialect(Dialect):
     def hex_digest(self, text: exp.Expr, algorithm: HashAlgorithm) -> exp.Expr:
         # DuckDB's sha256()/md5() return lowercase hex of the UTF-8 bytes.
         return call(algorithm, text)
+
+    def concat_text(self, parts: Sequence[exp.Expr]) -> exp.Expr:
+        # One variadic concat(): a chain a || b || c ... evaluates as nested binary concats,
+        # quadratic in the parts (a wide feature, 20 fields each hashing 20 parents, 2k rows:
+        # 2.8 s -> 0.34 s to build the hash inputs, DuckDB 2.0.1). concat() skips NULL parts
+        # where || yields NULL; hash-input parts are never NULL (tokens), so both agree.
+        return call("concat", *parts)
 
     def subset_rows(self, table: str, subset: exp.Expr) -> exp.Expr:
         # ``rowid IN (SELECT rowid FROM t WHERE subset)``: the inner scan reads only the

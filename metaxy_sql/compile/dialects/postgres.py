@@ -20,6 +20,10 @@ from metaxy_sql.model.hashing import HashAlgorithm
 MAX_IDENTIFIER_BYTES = 63
 
 
+#: Most arguments Postgres functions take (FUNC_MAX_ARGS).
+_CONCAT_ARGS = 100
+
+
 class PostgresDialect(Dialect):
     name = "postgres"
     sqlglot_dialect = "postgres"
@@ -77,6 +81,17 @@ class PostgresDialect(Dialect):
     def byte_length(self, text: exp.Expr) -> exp.Expr:
         # length() counts characters; octet_length() counts bytes.
         return call("octet_length", text)
+
+    def concat_text(self, parts: Sequence[exp.Expr]) -> exp.Expr:
+        # Variadic concat() instead of a || chain, which copies the growing text at every
+        # step: a wide feature (50 fields each hashing 50 parents, 10k rows, jit off) spends
+        # 20-23 s in hash inputs built with ||, 8.6-9.6 s with concat() (Postgres 15).
+        # concat() takes at most 100 arguments, so longer lists nest; it skips NULL parts
+        # where || yields NULL, and hash-input parts are never NULL (tokens).
+        if len(parts) <= _CONCAT_ARGS:
+            return call("concat", *parts)
+        head = list(parts[:_CONCAT_ARGS - 1])
+        return call("concat", *head, self.concat_text(parts[_CONCAT_ARGS - 1:]))
 
     def map_get(self, mapping: exp.Expr, key: str) -> exp.Expr:
         # jsonb ->> 'k' is text, NULL when the key is absent (sqlglot's JSONPath form renders
