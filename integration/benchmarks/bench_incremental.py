@@ -285,6 +285,38 @@ class PostgresEngine:
         self.conn.close()
 
 
+# -- fixed costs of a full resolve ----------------------------------------------------------
+def breakdown(mx: Any, graph: Any, url: str, store: Any, repeat: int = 5) -> dict[str, float]:
+    """Seconds of each step of ``resolve_update(FEATURE, incremental=False).counts()``, best of
+    ``repeat``: connect (a new store on ``url``; not on chdb), catalog (tables and columns read from the
+    store), compile cold (plan, build, render the statement: ``compile_resolve``), compile
+    warm (the store's cached statement, ``Store.compiled``), render (the counts query's
+    text) and execute (the engine running it). ``call`` is the whole call on ``store``."""
+    from metaxy_sql.compile import builder
+    from metaxy_sql.compile.render import compile_resolve
+
+    ex, d = store.executor, store.executor.dialect
+    steps: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        result = fn()
+        steps.setdefault(name, []).append(time.perf_counter() - t)
+        return result
+
+    for _ in range(repeat):
+        if not url.startswith("chdb"):  # chdb: one engine per process, already open
+            timed("connect", lambda: mx.connect(url, graph=graph, create=False)).close()
+        catalog = timed("catalog", lambda: store.catalog(FEATURE))
+        timed("compile cold", lambda: compile_resolve(graph, FEATURE, d, store.hash_algorithm,
+                                                      catalog))
+        statement = timed("compile warm", lambda: store.compiled(FEATURE, catalog))[1]
+        text = timed("render", lambda: d.render(builder.counts_query(statement)))
+        timed("execute", lambda: ex.fetch(text))
+        timed("call", lambda: store.resolve_update(FEATURE, incremental=False).counts())
+    return {k: min(v) for k, v in steps.items()}
+
+
 # -- one engine, one N (child process) --------------------------------------------------------
 def run_engine(engine_name: str, n: int, touched: list[float], repeat: int,
                pg_url: str) -> dict[str, Any]:
@@ -326,6 +358,7 @@ def run_engine(engine_name: str, n: int, touched: list[float], repeat: int,
                            "touched": noop["result"][2]}
             base = full()
             assert base == {"new": 0, "stale": 0, "orphaned": 0}, base
+            out["breakdown"] = breakdown(mx, graph, eng.url, store)
             for h in hands:
                 assert h() == base
             assert build["result"][0] == noop["result"][0] == base
@@ -403,6 +436,12 @@ def report(results: list[dict[str, Any]], repeat: int) -> None:
               f"{res['noop']['touched']}); Python tracemalloc peak: full counts "
               f"{res['py_peak_kb_a']:.0f} kB, refresh + counts {res['py_peak_kb_b']:.0f} kB"
               + ("" if res["peak_reset"] else "; RSS = process peak (clear_refs unavailable)"))
+    print("\nfixed costs of a full resolve (seconds, best of 5; call = the whole "
+          "resolve_update(incremental=False).counts(), the steps after connect as it runs them):")
+    for res in results:
+        b = res["breakdown"]
+        print(f"{res['engine']:>8} N={res['n']:,}: " + ", ".join(
+            f"{k} {v * 1e3:.1f} ms" for k, v in b.items()))
     head = (f"{'engine':>8} | {'N':>10} | {'touched':>7} | {'ids':>7} | {'(a) full':>8} | "
             f"{'(b) incr':>8} | {'refresh':>7} | {'(c) hand':>8} | {'b/a':>6} | {'a/c':>5} | "
             f"{'cpu b/a':>7} | {'cpu a/c':>7} | {'RSS a/b/c MB':>14} | {'b med':>6} | "
