@@ -98,7 +98,7 @@ def test_id_and_declared_column_differing_in_case_are_refused() -> None:
 
 
 @pytest.mark.parametrize("column", ["_part", "_row_exists", "_block_number", "_PARTITION_ID",
-                                    "xmin", "ctid"])
+                                    "xmin", "ctid", "rowid", "RowId"])
 def test_engine_reserved_id_columns_are_refused(column: str) -> None:
     with pytest.raises(mx.DefinitionError, match="keeps for itself"):
         _spec("v", id_columns=[column])
@@ -122,8 +122,8 @@ def _rows(**columns: Any) -> list[dict[str, Any]]:
     return [{"sample_uid": "v1", names.PROVENANCE_BY_FIELD: {"audio": "a1"}, **columns}]
 
 
-@pytest.mark.parametrize("column", ["_part", "_block_offset", "xmin", "bad name", "1st",
-                                    'quo"te'])
+@pytest.mark.parametrize("column", ["_part", "_block_offset", "xmin", "rowid", "bad name",
+                                    "1st", 'quo"te'])
 def test_undeclared_bad_columns_are_refused_before_writing(make_store: Any, column: str) -> None:
     store = make_store(_one_root())
     with pytest.raises(mx.DataError, match=rf"column {column!r}"):

@@ -288,10 +288,11 @@ class PostgresEngine:
 # -- fixed costs of a full resolve ----------------------------------------------------------
 def breakdown(mx: Any, graph: Any, url: str, store: Any, repeat: int = 5) -> dict[str, float]:
     """Seconds of each step of ``resolve_update(FEATURE, incremental=False).counts()``, best of
-    ``repeat``: connect (a new store on ``url``; not on chdb), catalog (tables and columns read from the
-    store), compile cold (plan, build, render the statement: ``compile_resolve``), compile
-    warm (the store's cached statement, ``Store.compiled``), render (the counts query's
-    text) and execute (the engine running it). ``call`` is the whole call on ``store``."""
+    ``repeat``: connect (a new store on ``url``; not on chdb), catalog (tables and columns
+    read from the store), compile cold (plan, build, render the statement:
+    ``compile_resolve``), compile warm (the store's cached statement, ``Store.compiled``),
+    render (the counts query's text) and execute (the engine running it). ``call`` is the
+    whole call on ``store``."""
     from metaxy_sql.compile import builder
     from metaxy_sql.compile.render import compile_resolve
 
@@ -307,12 +308,12 @@ def breakdown(mx: Any, graph: Any, url: str, store: Any, repeat: int = 5) -> dic
     for _ in range(repeat):
         if not url.startswith("chdb"):  # chdb: one engine per process, already open
             timed("connect", lambda: mx.connect(url, graph=graph, create=False)).close()
-        catalog = timed("catalog", lambda: store.catalog(FEATURE))
-        timed("compile cold", lambda: compile_resolve(graph, FEATURE, d, store.hash_algorithm,
-                                                      catalog))
-        statement = timed("compile warm", lambda: store.compiled(FEATURE, catalog))[1]
-        text = timed("render", lambda: d.render(builder.counts_query(statement)))
-        timed("execute", lambda: ex.fetch(text))
+        cat = timed("catalog", lambda: store.catalog(FEATURE))
+        timed("compile cold", lambda c=cat: compile_resolve(graph, FEATURE, d,
+                                                            store.hash_algorithm, c))
+        statement = timed("compile warm", lambda c=cat: store.compiled(FEATURE, c))[1]
+        text = timed("render", lambda s=statement: d.render(builder.counts_query(s)))
+        timed("execute", lambda t=text: ex.fetch(t))
         timed("call", lambda: store.resolve_update(FEATURE, incremental=False).counts())
     return {k: min(v) for k, v in steps.items()}
 

@@ -50,7 +50,6 @@ from sqlglot import exp
 from metaxy_sql.compile import builder
 from metaxy_sql.compile import incremental as sql
 from metaxy_sql.compile.planner import Catalog, plan_feature
-from metaxy_sql.compile.render import compile_resolve
 from metaxy_sql.engine import system
 from metaxy_sql.engine.executors.base import Executor
 from metaxy_sql.errors import ConfigError
