@@ -118,8 +118,11 @@ def main() -> None:
         raise SystemExit(f"postgres: pass --postgres-url or set {PG_ENV}")
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{os.cpu_count()} cores (shared)")
-    rows = []
-    for engine in args.engines:
+    head = (f"{'engine':>8} | {'N':>7} | {'fields':>6} | {'SQL chars':>9} | {'new s':>7} | "
+            f"{'current s':>9} | {'stale s':>7} | counts new / current / stale")
+    print(head)
+    print("-" * len(head), flush=True)
+    for engine in args.engines:  # one row per engine as soon as it is measured
         cmd = [sys.executable, __file__, "--_child", engine, "--samples", str(args.samples),
                "--fields", str(args.fields), "--repeat", str(args.repeat),
                "--postgres-url", args.postgres_url or "", "--postgres-jit", args.postgres_jit]
@@ -127,15 +130,10 @@ def main() -> None:
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout + proc.stderr)
             raise SystemExit(f"{engine} failed")
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    head = (f"{'engine':>8} | {'N':>7} | {'fields':>6} | {'SQL chars':>9} | {'new s':>7} | "
-            f"{'current s':>9} | {'stale s':>7} | counts new / current / stale")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{r['engine']:>8} | {r['n']:>7,} | {r['fields']:>6} | {r['sql_chars']:>9,} | "
               f"{r['new'][0]:>7.2f} | {r['current'][0]:>9.2f} | {r['stale'][0]:>7.2f} | "
-              f"{r['new'][1]} / {r['current'][1]} / {r['stale'][1]}")
+              f"{r['new'][1]} / {r['current'][1]} / {r['stale'][1]}", flush=True)
     jit = f"; Postgres jit {args.postgres_jit}" if "postgres" in args.engines else ""
     print(f"seconds = best of {args.repeat} resolve_update(child).counts() calls{jit}; "
           f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
