@@ -71,9 +71,12 @@ SELECT
   MAP(['audio'], ["metaxy_provenance__audio"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s5:audio' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
-        '~'
+      CONCAT(
+        'mxs1|s5:audio',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
+          '~'
+        )
       )
     ),
     1,

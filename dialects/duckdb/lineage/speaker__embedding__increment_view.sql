@@ -11,18 +11,18 @@ WITH "upstream__audio__utterance" AS (
       CAST(STRLEN(
         SUBSTRING(
           SHA256(
-            'mxs1|g' || LISTAGG("metaxy_member__audio", ''
+            CONCAT('mxs1|g', LISTAGG("metaxy_member__audio", ''
             ORDER BY
-              "metaxy_member__audio")
+              "metaxy_member__audio"))
           ),
           1,
           32
         )
       ) AS TEXT) || ':' || SUBSTRING(
         SHA256(
-          'mxs1|g' || LISTAGG("metaxy_member__audio", ''
+          CONCAT('mxs1|g', LISTAGG("metaxy_member__audio", ''
           ORDER BY
-            "metaxy_member__audio")
+            "metaxy_member__audio"))
         ),
         1,
         32
@@ -33,19 +33,23 @@ WITH "upstream__audio__utterance" AS (
     SELECT
       "speaker_id",
       "utterance_id",
-      COALESCE(
-        CAST(STRLEN(CAST("speaker_id" AS TEXT)) AS TEXT) || ':' || CAST("speaker_id" AS TEXT),
-        '~'
-      ) || COALESCE(
-        CAST(STRLEN(CAST("utterance_id" AS TEXT)) AS TEXT) || ':' || CAST("utterance_id" AS TEXT),
-        '~'
-      ) || COALESCE(
-        CAST(STRLEN((
-          "metaxy_data_version_by_field"['audio']
-        )) AS TEXT) || ':' || (
-          "metaxy_data_version_by_field"['audio']
+      CONCAT(
+        COALESCE(
+          CAST(STRLEN(CAST("speaker_id" AS TEXT)) AS TEXT) || ':' || CAST("speaker_id" AS TEXT),
+          '~'
         ),
-        '~'
+        COALESCE(
+          CAST(STRLEN(CAST("utterance_id" AS TEXT)) AS TEXT) || ':' || CAST("utterance_id" AS TEXT),
+          '~'
+        ),
+        COALESCE(
+          CAST(STRLEN((
+            "metaxy_data_version_by_field"['audio']
+          )) AS TEXT) || ':' || (
+            "metaxy_data_version_by_field"['audio']
+          ),
+          '~'
+        )
       ) AS "metaxy_member__audio"
     FROM "audio__utterance"
     WHERE
@@ -58,7 +62,10 @@ WITH "upstream__audio__utterance" AS (
     "upstream__audio__utterance"."speaker_id",
     SUBSTRING(
       SHA256(
-        'mxs1|f9:embedding1:115:audio/utterance5:audio' || "upstream__audio__utterance"."metaxy_dv_token__audio"
+        CONCAT(
+          'mxs1|f9:embedding1:115:audio/utterance5:audio',
+          "upstream__audio__utterance"."metaxy_dv_token__audio"
+        )
       ),
       1,
       32
@@ -117,9 +124,12 @@ SELECT
   MAP(['embedding'], ["metaxy_provenance__embedding"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s9:embedding' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__embedding") AS TEXT) || ':' || "metaxy_provenance__embedding",
-        '~'
+      CONCAT(
+        'mxs1|s9:embedding',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__embedding") AS TEXT) || ':' || "metaxy_provenance__embedding",
+          '~'
+        )
       )
     ),
     1,

@@ -65,9 +65,12 @@ SELECT
   MAP(['text'], ["metaxy_provenance__text"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s4:text' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
-        '~'
+      CONCAT(
+        'mxs1|s4:text',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
+          '~'
+        )
       )
     ),
     1,

@@ -45,7 +45,14 @@ WITH "upstream__subtitles__raw" AS (
     "upstream__video__full"."sample_uid",
     SUBSTRING(
       SHA256(
-        'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE("upstream__subtitles__raw"."metaxy_dv_token__text", '~') || '10:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio" || '10:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames"
+        CONCAT(
+          'mxs1|f7:caption1:113:subtitles/raw4:text',
+          COALESCE("upstream__subtitles__raw"."metaxy_dv_token__text", '~'),
+          '10:video/full5:audio',
+          "upstream__video__full"."metaxy_dv_token__audio",
+          '10:video/full6:frames',
+          "upstream__video__full"."metaxy_dv_token__frames"
+        )
       ),
       1,
       32
@@ -106,9 +113,12 @@ SELECT
   MAP(['caption'], ["metaxy_provenance__caption"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s7:caption' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__caption") AS TEXT) || ':' || "metaxy_provenance__caption",
-        '~'
+      CONCAT(
+        'mxs1|s7:caption',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__caption") AS TEXT) || ':' || "metaxy_provenance__caption",
+          '~'
+        )
       )
     ),
     1,

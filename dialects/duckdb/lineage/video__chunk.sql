@@ -21,7 +21,10 @@ WITH "upstream__video__full" AS (
     "upstream__video__full"."sample_uid",
     SUBSTRING(
       SHA256(
-        'mxs1|f6:frames1:110:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames"
+        CONCAT(
+          'mxs1|f6:frames1:110:video/full6:frames',
+          "upstream__video__full"."metaxy_dv_token__frames"
+        )
       ),
       1,
       32
@@ -97,9 +100,12 @@ SELECT
   MAP(['frames'], ["metaxy_provenance__frames"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s6:frames' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
-        '~'
+      CONCAT(
+        'mxs1|s6:frames',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
+          '~'
+        )
       )
     ),
     1,

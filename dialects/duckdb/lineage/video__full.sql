@@ -83,12 +83,17 @@ SELECT
   MAP(['audio', 'frames'], ["metaxy_provenance__audio", "metaxy_provenance__frames"]) AS "metaxy_provenance_by_field",
   SUBSTRING(
     SHA256(
-      'mxs1|s5:audio' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
-        '~'
-      ) || '6:frames' || COALESCE(
-        CAST(STRLEN("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
-        '~'
+      CONCAT(
+        'mxs1|s5:audio',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
+          '~'
+        ),
+        '6:frames',
+        COALESCE(
+          CAST(STRLEN("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
+          '~'
+        )
       )
     ),
     1,

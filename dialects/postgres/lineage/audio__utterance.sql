@@ -72,9 +72,12 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s5:audio' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
-          '~'
+        CONCAT(
+          'mxs1|s5:audio',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
+            '~'
+          )
         ),
         'UTF8'
       )

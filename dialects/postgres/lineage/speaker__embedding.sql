@@ -10,9 +10,12 @@ WITH "upstream__audio__utterance" AS (
         SUBSTRING(ENCODE(
           SHA256(
             CONVERT_TO(
-              'mxs1|g' || STRING_AGG("metaxy_member__audio", ''
-              ORDER BY
-                "metaxy_member__audio" COLLATE "C"),
+              CONCAT(
+                'mxs1|g',
+                STRING_AGG("metaxy_member__audio", ''
+                ORDER BY
+                  "metaxy_member__audio" COLLATE "C")
+              ),
               'UTF8'
             )
           ),
@@ -21,9 +24,12 @@ WITH "upstream__audio__utterance" AS (
       ) AS TEXT) || ':' || SUBSTRING(ENCODE(
         SHA256(
           CONVERT_TO(
-            'mxs1|g' || STRING_AGG("metaxy_member__audio", ''
-            ORDER BY
-              "metaxy_member__audio" COLLATE "C"),
+            CONCAT(
+              'mxs1|g',
+              STRING_AGG("metaxy_member__audio", ''
+              ORDER BY
+                "metaxy_member__audio" COLLATE "C")
+            ),
             'UTF8'
           )
         ),
@@ -35,19 +41,23 @@ WITH "upstream__audio__utterance" AS (
     SELECT
       "speaker_id",
       "utterance_id",
-      COALESCE(
-        CAST(OCTET_LENGTH(CAST("speaker_id" AS TEXT)) AS TEXT) || ':' || CAST("speaker_id" AS TEXT),
-        '~'
-      ) || COALESCE(
-        CAST(OCTET_LENGTH(CAST("utterance_id" AS TEXT)) AS TEXT) || ':' || CAST("utterance_id" AS TEXT),
-        '~'
-      ) || COALESCE(
-        CAST(OCTET_LENGTH((
-          "metaxy_data_version_by_field" ->> 'audio'
-        )) AS TEXT) || ':' || (
-          "metaxy_data_version_by_field" ->> 'audio'
+      CONCAT(
+        COALESCE(
+          CAST(OCTET_LENGTH(CAST("speaker_id" AS TEXT)) AS TEXT) || ':' || CAST("speaker_id" AS TEXT),
+          '~'
         ),
-        '~'
+        COALESCE(
+          CAST(OCTET_LENGTH(CAST("utterance_id" AS TEXT)) AS TEXT) || ':' || CAST("utterance_id" AS TEXT),
+          '~'
+        ),
+        COALESCE(
+          CAST(OCTET_LENGTH((
+            "metaxy_data_version_by_field" ->> 'audio'
+          )) AS TEXT) || ':' || (
+            "metaxy_data_version_by_field" ->> 'audio'
+          ),
+          '~'
+        )
       ) AS "metaxy_member__audio"
     FROM "audio__utterance"
     WHERE
@@ -61,7 +71,10 @@ WITH "upstream__audio__utterance" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f9:embedding1:115:audio/utterance5:audio' || "upstream__audio__utterance"."metaxy_dv_token__audio",
+          CONCAT(
+            'mxs1|f9:embedding1:115:audio/utterance5:audio',
+            "upstream__audio__utterance"."metaxy_dv_token__audio"
+          ),
           'UTF8'
         )
       ),
@@ -122,9 +135,12 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s9:embedding' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__embedding") AS TEXT) || ':' || "metaxy_provenance__embedding",
-          '~'
+        CONCAT(
+          'mxs1|s9:embedding',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__embedding") AS TEXT) || ':' || "metaxy_provenance__embedding",
+            '~'
+          )
         ),
         'UTF8'
       )

@@ -66,9 +66,12 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s4:text' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
-          '~'
+        CONCAT(
+          'mxs1|s4:text',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__text") AS TEXT) || ':' || "metaxy_provenance__text",
+            '~'
+          )
         ),
         'UTF8'
       )

@@ -44,7 +44,14 @@ WITH "upstream__subtitles__raw" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f7:caption1:113:subtitles/raw4:text' || COALESCE("upstream__subtitles__raw"."metaxy_dv_token__text", '~') || '10:video/full5:audio' || "upstream__video__full"."metaxy_dv_token__audio" || '10:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames",
+          CONCAT(
+            'mxs1|f7:caption1:113:subtitles/raw4:text',
+            COALESCE("upstream__subtitles__raw"."metaxy_dv_token__text", '~'),
+            '10:video/full5:audio',
+            "upstream__video__full"."metaxy_dv_token__audio",
+            '10:video/full6:frames',
+            "upstream__video__full"."metaxy_dv_token__frames"
+          ),
           'UTF8'
         )
       ),
@@ -107,9 +114,12 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s7:caption' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__caption") AS TEXT) || ':' || "metaxy_provenance__caption",
-          '~'
+        CONCAT(
+          'mxs1|s7:caption',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__caption") AS TEXT) || ':' || "metaxy_provenance__caption",
+            '~'
+          )
         ),
         'UTF8'
       )

@@ -24,7 +24,10 @@ WITH "upstream__video__full" AS (
     SUBSTRING(ENCODE(
       SHA256(
         CONVERT_TO(
-          'mxs1|f6:frames1:110:video/full6:frames' || "upstream__video__full"."metaxy_dv_token__frames",
+          CONCAT(
+            'mxs1|f6:frames1:110:video/full6:frames',
+            "upstream__video__full"."metaxy_dv_token__frames"
+          ),
           'UTF8'
         )
       ),
@@ -102,9 +105,12 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s6:frames' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
-          '~'
+        CONCAT(
+          'mxs1|s6:frames',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
+            '~'
+          )
         ),
         'UTF8'
       )

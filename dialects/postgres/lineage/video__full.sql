@@ -84,12 +84,17 @@ SELECT
   SUBSTRING(ENCODE(
     SHA256(
       CONVERT_TO(
-        'mxs1|s5:audio' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
-          '~'
-        ) || '6:frames' || COALESCE(
-          CAST(OCTET_LENGTH("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
-          '~'
+        CONCAT(
+          'mxs1|s5:audio',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__audio") AS TEXT) || ':' || "metaxy_provenance__audio",
+            '~'
+          ),
+          '6:frames',
+          COALESCE(
+            CAST(OCTET_LENGTH("metaxy_provenance__frames") AS TEXT) || ':' || "metaxy_provenance__frames",
+            '~'
+          )
         ),
         'UTF8'
       )
