@@ -178,18 +178,25 @@ def graph_cmd(obj: CliContext, fmt: Format, output: Path | None) -> None:
               help="Write every feature's SQL for every dialect to "
                    "DIR/<dialect>/<example>/<feature>.sql (the reviewed golden files).")
 @click.option("--ddl", is_flag=True,
-              help="Print the CREATE VIEW of FEATURE's increment (what materialize runs); with "
-                   "--cluster, the feature tables' DDL for a ClickHouse cluster.")
+              help="Print the CREATE VIEW of FEATURE's increment (what materialize runs); "
+                   "with --incremental, the incremental table's DDL and indexes; without "
+                   "FEATURE, every feature table's DDL and indexes; with --cluster, the "
+                   "feature tables' DDL for a ClickHouse cluster.")
+@click.option("--incremental", is_flag=True,
+              help="FEATURE's incremental increment table: the full rebuild and the "
+                   "O(changes) refresh (touched ids, then their partial re-resolve).")
 @click.option("--cluster", metavar="NAME",
               help="With --ddl: ON CLUSTER DDL of FEATURE's table (every feature's without "
                    "FEATURE): a ReplicatedMergeTree <table>__local on each node and a "
                    "Distributed <table> sharded by the id columns. Implies --dialect clickhouse.")
 @click.pass_obj
 def render(obj: CliContext, feature: str | None, dialect: str, algorithm: str,
-           golden: Path | None, ddl: bool, cluster: str | None) -> None:
+           golden: Path | None, ddl: bool, incremental: bool, cluster: str | None) -> None:
     """Print the one resolve statement of FEATURE, exactly as the store runs it.
 
     \b
+    Both statements of FEATURE's incremental increment table (materialize --as incremental):
+      metaxy-sql render video/face_crop --incremental
     Regenerate the golden SQL of the bundled example:
       metaxy-sql -e metaxy_sql.examples.seed render --golden dialects
     DDL for a ClickHouse cluster named prod:
@@ -210,8 +217,19 @@ def render(obj: CliContext, feature: str | None, dialect: str, algorithm: str,
         keys = [feature] if feature else list(g.keys)
         click.echo(render_ddl(g, keys, get_dialect("clickhouse"), cluster), nl=False)
         return
+    if feature is None and ddl and not incremental:
+        from metaxy_sql.compile.ddl import render_ddl
+
+        click.echo(render_ddl(g, list(g.keys), get_dialect(dialect)), nl=False)
+        return
     if feature is None:
         raise click.UsageError("give a FEATURE (or --golden DIR)")
+    if incremental:
+        from metaxy_sql.warehouse.materialize import incremental_ddl_text
+
+        click.echo(incremental_ddl_text(g, feature, get_dialect(dialect), algorithm,  # type: ignore[arg-type]
+                                        refresh=not ddl), nl=False)
+        return
     if ddl:
         from metaxy_sql.warehouse.materialize import increment_ddl_text, relation_ref
 

@@ -23,8 +23,10 @@ from metaxy_sql.warehouse.snapshots import graph_history, push_graph
 @click.command("materialize")
 @click.argument("features", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every non-root feature of the graph.")
-@click.option("--as", "kind", type=click.Choice(["view", "table"]), default="view",
-              show_default=True, help="view: live increment; table: snapshot of it now.")
+@click.option("--as", "kind", type=click.Choice(["view", "table", "incremental"]),
+              default="view", show_default=True,
+              help="view: live increment; table: snapshot of it now; incremental: create or "
+                   "refresh <feature table>__incremental in O(changes) (resolve reads it).")
 @click.option("--schema", help="Schema (ClickHouse: database) to create the relations in; "
                                "must exist. Default: the store's own.")
 @click.option("--prefix", default="", help="Prefix of relation names.")
@@ -40,13 +42,16 @@ from metaxy_sql.warehouse.snapshots import graph_history, push_graph
 def materialize_cmd(obj: CliContext, features: tuple[str, ...], all_: bool, kind: str,
                     schema: str | None, prefix: str, suffix: str, dry_run: bool, prune: bool,
                     dbt_sources: Path | None) -> None:
-    """Create or replace increment views (or snapshot tables), dbt-style.
+    """Create or replace increment views (or snapshot or incremental tables), dbt-style.
 
     \b
     Each relation (<feature with / as __>__increment) has metaxy_status (new/stale/orphaned),
     the id columns, the expected provenance and metaxy_changed_fields. A view's SELECT is
     the resolve statement `render` prints. Root features are skipped (their increment reads
     a per-session sample set). Existing relations not created here are never touched.
+    --all with views first creates the feature tables never written, empty, from the
+    definitions. --as incremental refreshes <feature table>__incremental (O(changes), or a
+    full rebuild and why) and prints the counts; resolve_update then reads that table.
     """
     if bool(features) == all_:
         raise click.UsageError("give FEATURE ... or --all (not both)")

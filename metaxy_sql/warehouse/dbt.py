@@ -12,7 +12,7 @@ from pathlib import Path
 
 from metaxy_sql.model import names
 from metaxy_sql.model.graph import FeatureGraph
-from metaxy_sql.warehouse.materialize import Action
+from metaxy_sql.warehouse.materialize import FEATURE_TABLE, Action
 
 #: The ``source`` name in dbt: ``{{ source('metaxy_sql', 'video__face_crop__increment') }}``.
 SOURCE_NAME = "metaxy_sql"
@@ -39,7 +39,8 @@ def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
                  source: str = SOURCE_NAME) -> str:
     """``sources.yml`` text for the relations ``actions`` created, replaced or kept (one
     ``materialize`` call: one schema)."""
-    kept = [a for a in actions if a.action in ("created", "replaced", "unchanged")]
+    kept = [a for a in actions if a.action in ("created", "replaced", "unchanged", "refreshed",
+                                               "rebuilt") and a.kind != FEATURE_TABLE]
     lines = ["# Written by `metaxy-sql materialize --dbt-sources`; regenerate, do not edit.",
              "version: 2", "sources:", f"  - name: {_q(source)}"]
     if kept:

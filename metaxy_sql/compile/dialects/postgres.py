@@ -116,6 +116,15 @@ class PostgresDialect(Dialect):
             this=exp.Order(this=value.copy(), expressions=[exp.Ordered(this=ordered)]),
             separator=lit(""))
 
+    def table_ddl(self, table: exp.Table, columns: Sequence[tuple[str, str]],
+                  id_columns: Sequence[str], field_keys: Sequence[str] = ()) -> list[exp.Expr]:
+        # With the partial index on the ids of the latest rows that a first write creates
+        # (executors.postgres), so a table created from the definitions serves resolve alike.
+        latest = _index(table, id_columns, "latest")
+        latest.this.args["params"].set("where", exp.Where(this=exp.not_(
+            exp.column(names.SUPERSEDED, quoted=True))))
+        return [*super().table_ddl(table, columns, id_columns, field_keys), latest]
+
     def write_seq_index(self, table: exp.Table) -> list[exp.Expr]:
         # A B-tree on the write position: a refresh reads only the rows written since its
         # watermark (an index range scan instead of a sequential scan of the table).
