@@ -414,7 +414,7 @@ def _prune(ctx: _Ctx) -> list[Action]:
         feature, kind = str(row["feature"]), str(row["kind"])
         if feature in ctx.store.graph:
             continue
-        if ctx.existing.get(name) not in (None, kind):
+        if ctx.existing.get(name) not in (None, "view" if kind == "view" else "table"):
             continue  # replaced by something else since: not ours any more
         relation = relation_ref(name, None if ctx.schema == ctx.home else ctx.schema)
         drop = _drop(relation, kind)
