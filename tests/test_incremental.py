@@ -1,24 +1,32 @@
 """Incremental increments (DESIGN semantics 12): after any sequence of writes, soft and hard
 deletes, code-version bumps and refreshes, the maintained increment equals the full resolve
 exactly (same ids, statuses, changed fields, provenance), on every engine; a refresh
-interrupted at any step leaves a table the next refresh makes exact.
+interrupted at any statement leaves a table the next refresh makes exact.
 
-Examples: ``examples(N)`` per engine (``METAXY_SQL_INCREMENTAL_EXAMPLES`` overrides N, e.g.
-``METAXY_SQL_INCREMENTAL_EXAMPLES=10000 METAXY_SQL_TEST_ENGINES=duckdb pytest
-tests/test_incremental.py -k property``).
+The property test draws a graph (three roots; up to three derived features, each one-to-one
+with an optional or required second dependency, an expansion or an aggregation, over a root or
+an earlier derived feature) and a sequence of steps. Examples per engine: ``examples(300)``
+(300 under the ``ci`` profile, 75 under ``dev``); ``METAXY_SQL_INCREMENTAL_EXAMPLES`` overrides
+both property tests, e.g. 10k on DuckDB::
+
+    METAXY_SQL_INCREMENTAL_EXAMPLES=10000 METAXY_SQL_TEST_ENGINES=duckdb \
+        pytest tests/test_incremental.py -k property -n 0
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlglot import exp
 
 import metaxy_sql as mx
+from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.engine import incremental
 from metaxy_sql.model import names
 from tests.conftest import examples
@@ -36,6 +44,7 @@ ROOTS = ("video/full", "subs/raw", "audio/utt")
 CHILDREN = ("video/chunk", "video/cap", "speaker/emb")
 IDS = ("v0", "v1", "v2", "v3")
 SPEAKERS = ("s0", "s1", "s2")
+PARTS = ("c0", "c1")
 
 
 def graph(bumps: dict[str, int]) -> mx.FeatureGraph:
@@ -57,9 +66,81 @@ def graph(bumps: dict[str, int]) -> mx.FeatureGraph:
     return mx.FeatureGraph([VIDEO, SUBS, Utterance, chunk, cap, emb])
 
 
-def rows(inc: mx.Increment) -> list[tuple[Any, ...]]:
+# -- random graphs ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Node:
+    """One derived feature of a drawn graph: ``lineage`` over feature ``parent`` (an earlier
+    key); for one-to-one, an optional ``second`` dependency with the same id columns."""
+
+    key: str
+    lineage: str  # identity | expansion | aggregation
+    parent: str
+    ids: tuple[str, ...]
+    on: tuple[str, ...] = ()
+    second: str | None = None
+    optional: bool = False
+    fields: tuple[str, ...] = ("frames",)
+
+
+ROOT_IDS = {"video/full": ("sample_uid",), "subs/raw": ("sample_uid",),
+            "audio/utt": ("utterance_id",)}
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> tuple[Node, ...]:
+    """Up to three derived features, each over a root or an earlier derived feature."""
+    ids = dict(ROOT_IDS)
+    nodes: list[Node] = []
+    for i in range(draw(st.integers(1, 3))):
+        key = f"node/d{i}"
+        parents = sorted(ids)
+        kinds = ["identity", "expansion"]
+        grouped = ["audio/utt", *[k for k in parents if len(ids[k]) > 1]]
+        kinds.append("aggregation")
+        kind = draw(st.sampled_from(kinds))
+        fields = tuple(sorted(draw(st.sets(st.sampled_from(("audio", "frames", "x")),
+                                           min_size=1, max_size=2))))
+        if kind == "aggregation":
+            parent = draw(st.sampled_from(grouped))
+            on = ("speaker",) if parent == "audio/utt" else ids[parent][:-1]
+            node = Node(key, kind, parent, on, on, fields=fields)
+        elif kind == "expansion":
+            parent = draw(st.sampled_from(parents))
+            node = Node(key, kind, parent, (*ids[parent], f"part{i}"), ids[parent],
+                        fields=fields)
+        else:
+            parent = draw(st.sampled_from(parents))
+            same = [k for k in parents if k != parent and ids[k] == ids[parent]]
+            second = draw(st.none() | st.sampled_from(same)) if same else None
+            node = Node(key, kind, parent, ids[parent], second=second,
+                        optional=second is not None and draw(st.booleans()), fields=fields)
+        nodes.append(node)
+        ids[key] = node.ids
+    return tuple(nodes)
+
+
+def build(shape: tuple[Node, ...], bumps: dict[str, int]) -> mx.FeatureGraph:
+    """The graph of ``shape``; ``bumps``: ``key/field`` -> code-version bumps."""
+    specs: list[Any] = [VIDEO, SUBS, Utterance]
+    for n in shape:
+        if n.lineage == "identity":
+            deps: list[Any] = [n.parent]
+            if n.second is not None:
+                deps.append(mx.FeatureDep(feature=n.second, optional=n.optional))
+        else:
+            lineage = (mx.expansion(on=list(n.on)) if n.lineage == "expansion"
+                       else mx.aggregation(on=list(n.on)))
+            deps = [mx.FeatureDep(feature=n.parent, lineage=lineage)]
+        specs.append(mx.FeatureSpec(
+            key=n.key, id_columns=list(n.ids), deps=deps,
+            fields=[mx.FieldSpec(key=f, code_version=str(1 + bumps.get(f"{n.key}/{f}", 0)))
+                    for f in n.fields]))
+    return mx.FeatureGraph(specs)
+
+
+def rows(inc: mx.Increment | pa.Table) -> list[tuple[Any, ...]]:
     """Every increment row, order-free, maps and changed fields normalized."""
-    table: pa.Table = inc.to_arrow()
+    table: pa.Table = inc if isinstance(inc, pa.Table) else inc.to_arrow()
     out = []
     for r in table.to_pylist():
         r[names.CHANGED_FIELDS] = sorted(r[names.CHANGED_FIELDS] or [])
@@ -79,8 +160,12 @@ def write_root(store: mx.Store, key: str, ident: str, value: int, speaker: str) 
 
 
 def write_child(store: mx.Store, key: str, half: bool) -> None:
-    """Apply the full increment of ``key`` (every second row of each category when ``half``)."""
+    """Apply the full increment of ``key`` (every second row of each category when ``half``);
+    an expansion writes two children (``c0``, ``c1``) per parent."""
     inc = store.resolve_update(key, incremental=False)
+    spec = store.graph.spec(key)
+    grain = set(inc_grain(store, key))
+    extra = [c for c in spec.id_columns if c not in grain]
     for part in (inc.new, inc.stale, inc.orphaned):
         table = part.to_arrow()
         if half:
@@ -90,58 +175,112 @@ def write_child(store: mx.Store, key: str, half: bool) -> None:
         if part is inc.orphaned:
             store.delete(key, table)
             continue
-        if key == "video/chunk":  # children of each parent: two chunks
+        for column in extra:  # children of each parent: two parts
             table = pa.concat_tables([
-                table.set_column(table.schema.get_field_index("chunk_id"), "chunk_id",
+                table.set_column(table.schema.get_field_index(column), column,
                                  pa.array([c] * table.num_rows, pa.string()))
-                for c in ("c0", "c1")])
+                for c in PARTS])
         store.write(key, table)
 
 
-ids = st.sampled_from(IDS)
-ops = st.one_of(
-    st.tuples(st.just("root"), st.sampled_from(ROOTS), ids, st.integers(0, 2),
-              st.sampled_from(SPEAKERS)),
-    st.tuples(st.just("soft"), st.sampled_from(ROOTS + CHILDREN), ids),
-    st.tuples(st.just("hard"), st.sampled_from(ROOTS + CHILDREN), ids),
-    st.tuples(st.just("child"), st.sampled_from(CHILDREN), st.booleans()),
-    st.tuples(st.just("bump"), st.sampled_from(CHILDREN)),
-)
-steps = st.lists(st.tuples(ops, st.lists(st.sampled_from(CHILDREN), unique=True)),
-                 min_size=1, max_size=6)
+def inc_grain(store: mx.Store, key: str) -> tuple[str, ...]:
+    from metaxy_sql.compile.planner import increment_grain
+
+    return tuple(increment_grain(store.graph, key))
 
 
-def id_row(store: mx.Store, key: str, ident: str) -> dict[str, str]:
-    cols = store.graph.spec(key).id_columns
-    row = {c: ident for c in cols}
-    if "speaker" in row:
-        row["speaker"] = "s" + ident[1:]
-    if "utterance_id" in row:
-        row["utterance_id"] = ident
+def id_row(store: mx.Store, key: str, ident: str, part: str = "c0",
+           speaker: str | None = None) -> dict[str, str]:
+    row = {}
+    for c in store.graph.spec(key).id_columns:
+        if c == "speaker":
+            row[c] = speaker or "s" + ident[1:]
+        elif c.startswith("part") or c == "chunk_id":
+            row[c] = part
+        else:
+            row[c] = ident
     return row
 
 
-def apply(store: mx.Store, op: tuple[Any, ...], bumps: dict[str, int]) -> mx.Store:
+def derived(store: mx.Store) -> list[str]:
+    return [k for k in store.graph.keys if not store.graph.is_root(k)]
+
+
+def apply(store: mx.Store, op: tuple[Any, ...], rebuild: Callable[[], mx.FeatureGraph],
+          bumps: dict[str, int]) -> mx.Store:
+    """One step of a drawn sequence (feature indices wrap around the graph's features)."""
     kind = op[0]
+    keys = list(store.graph.keys)
     if kind == "root":
         write_root(store, op[1], op[2], op[3], op[4])
     elif kind in ("soft", "hard"):
-        store.delete(op[1], [id_row(store, op[1], op[2])], hard=kind == "hard")
+        key = keys[op[1] % len(keys)]
+        store.delete(key, [id_row(store, key, op[2], op[3], op[4])], hard=kind == "hard")
     elif kind == "child":
-        write_child(store, op[1], op[2])
-    else:
-        bumps[op[1]] = bumps.get(op[1], 0) + 1
-        store = store.with_graph(graph(bumps))
+        children = derived(store)
+        write_child(store, children[op[1] % len(children)], op[2])
+    elif kind == "bump":
+        children = derived(store)
+        key = children[op[1] % len(children)]
+        fields = store.graph.field_keys(key)
+        name = f"{key}/{fields[op[2] % len(fields)]}"
+        bumps[name] = bumps.get(name, 0) + 1
+        store = store.with_graph(rebuild())
+    else:  # refresh, and the table itself equals the full resolve
+        children = derived(store)
+        key = children[op[1] % len(children)]
+        if op[2] == "materialize":
+            mx.materialize(store, [key], as_="incremental")
+        else:
+            incremental.refresh(store, key)
+        assert rows(read_table(store, incremental.relation_name(key))) == rows(
+            store.resolve_update(key, incremental=False)), (key, op)
     return store
 
 
-def reset(store: mx.Store) -> mx.Store:
-    store = store.with_graph(graph({}))
-    for key in store.graph.keys:
-        store.drop(key)
+def read_table(store: mx.Store, relation: str) -> pa.Table:
+    d = store.executor.dialect
+    return store.executor.fetch(d.render(exp.select(exp.Star()).from_(table_ref(relation))))
+
+
+ids = st.sampled_from(IDS)
+index = st.integers(0, 5)
+ops = st.one_of(
+    st.tuples(st.just("root"), st.sampled_from(ROOTS), ids, st.integers(0, 2),
+              st.sampled_from(SPEAKERS)),
+    st.tuples(st.sampled_from(["soft", "hard"]), index, ids, st.sampled_from(PARTS),
+              st.sampled_from(SPEAKERS)),
+    st.tuples(st.just("child"), index, st.booleans()),
+    st.tuples(st.just("bump"), index, index),
+    st.tuples(st.just("refresh"), index, st.sampled_from(["refresh", "materialize"])),
+)
+#: Steps: an operation, then the derived features (indices) whose O(changes) resolve_update
+#: is checked against the full one; the others keep their watermarks across several steps.
+steps = st.lists(st.tuples(ops, st.lists(index, max_size=2, unique=True)),
+                 min_size=1, max_size=6)
+
+
+def reset(store: mx.Store, g: mx.FeatureGraph, previous: mx.FeatureGraph | None) -> mx.Store:
+    """``store`` on graph ``g`` with only the roots written (three samples each). The feature
+    tables of the ``previous`` example are dropped; their incremental tables stay, so a
+    refresh must see that their watermarks no longer hold (the drop is logged)."""
+    if previous is not None:
+        old = store.with_graph(previous)
+        present = store.executor.tables()
+        for key in previous.keys:
+            if names.table(key) in present:
+                old.drop(key)
+    store = store.with_graph(g)
     for key in ROOTS:
-        for i, ident in enumerate(IDS[:3]):
-            write_root(store, key, ident, 0, SPEAKERS[i % 2])
+        fields = g.field_keys(key)
+        by_field = {f: f"{f}0" for f in fields}
+        if key == "audio/utt":
+            batch = [{"utterance_id": ident, "speaker": SPEAKERS[i % 2],
+                      "metaxy_provenance_by_field": by_field} for i, ident in enumerate(IDS[:3])]
+        else:
+            batch = [{"sample_uid": ident, "metaxy_provenance_by_field": by_field}
+                     for ident in IDS[:3]]
+        store.write(key, batch)
     return store
 
 
@@ -152,27 +291,30 @@ def check(store: mx.Store, key: str) -> None:
         key, maintained.refresh)
 
 
-N = int(os.environ.get("METAXY_SQL_INCREMENTAL_EXAMPLES", "0")) or examples(12)
+N = int(os.environ.get("METAXY_SQL_INCREMENTAL_EXAMPLES", "0")) or examples(300)
 
 
 @settings(max_examples=N, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(steps)
-def test_property_incremental_equals_full(make_store: Any,
-                                          sequence: list[tuple[tuple[Any, ...], list[str]]]
+@given(shapes(), steps)
+def test_property_incremental_equals_full(make_store: Any, shape: tuple[Node, ...],
+                                          sequence: list[tuple[tuple[Any, ...], list[int]]]
                                           ) -> None:
-    store = reset(make_store(graph({})))
     bumps: dict[str, int] = {}
-    for op, refreshed in sequence:
-        store = apply(store, op, bumps)
-        for key in refreshed:  # the others keep their watermarks across several steps
-            check(store, key)
-    for key in CHILDREN:
+    first = build(shape, {})
+    store = reset(make_store(first), first, getattr(make_store, "previous", None))
+    make_store.previous = first  # the next example drops these tables
+    for op, checked in sequence:
+        store = apply(store, op, lambda: build(shape, bumps), bumps)
+        children = derived(store)
+        for i in checked:
+            check(store, children[i % len(children)])
+    for key in derived(store):
         check(store, key)
 
 
 def test_refresh_is_incremental_and_says_so(make_store: Any) -> None:
-    store = reset(make_store(graph({})))
+    store = reset(make_store(graph({})), graph({}), None)
     first = incremental.refresh(store, "video/cap")
     assert first.mode == "full" and "first build" in first.reason
     write_root(store, "video/full", "v1", 2, "s0")
@@ -191,7 +333,7 @@ def test_refresh_is_incremental_and_says_so(make_store: Any) -> None:
 
 
 def test_aggregation_member_moving_groups(make_store: Any) -> None:
-    store = reset(make_store(graph({})))
+    store = reset(make_store(graph({})), graph({}), None)
     write_child(store, "speaker/emb", half=False)
     incremental.refresh(store, "speaker/emb")
     write_root(store, "audio/utt", "v0", 0, "s1")  # v0 moves from s0 to s1: both change
@@ -201,35 +343,54 @@ def test_aggregation_member_moving_groups(make_store: Any) -> None:
     assert {r["speaker"] for r in inc.to_arrow().to_pylist()} == {"s0", "s1"}
 
 
-STEPS = ("before rebuild", "before delete", "before insert", "before watermarks")
-
-
 class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_crash_mid_refresh_next_refresh_is_exact(make_store: Any, step: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    store = reset(make_store(graph({})))
-    write_child(store, "video/chunk", half=True)
-    incremental.refresh(store, "video/chunk")
-    write_root(store, "video/full", "v0", 2, "s0")
-    store.delete("video/full", [{"sample_uid": "v1"}])
-    if step == "before rebuild":
-        store = store.with_graph(graph({"video/chunk": 1}))
+CRASH_N = int(os.environ.get("METAXY_SQL_INCREMENTAL_EXAMPLES", "0")) or examples(100)
 
-    def crash(at: str) -> None:
-        if at == step:
-            raise Crash(at)
 
-    monkeypatch.setattr(incremental, "checkpoint", crash)
-    with pytest.raises(Crash):
-        incremental.refresh(store, "video/chunk")
-    monkeypatch.setattr(incremental, "checkpoint", lambda at: None)
-    write_root(store, "video/full", "v2", 1, "s0")
-    assert rows(store.resolve_update("video/chunk")) == rows(
-        store.resolve_update("video/chunk", incremental=False))
+@settings(max_examples=CRASH_N, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(shapes(), steps, index, st.booleans(), st.integers(0, 40), steps)
+def test_property_crash_mid_refresh_next_refresh_is_exact(
+        make_store: Any, shape: tuple[Node, ...], before: list[tuple[tuple[Any, ...], list[int]]],
+        which: int, bump: bool, at: int, after: list[tuple[tuple[Any, ...], list[int]]]) -> None:
+    """A refresh killed before its ``at``-th statement (any statement it sends: reading
+    watermarks, the touched ids, delete, insert, rebuild, recording watermarks) leaves a
+    table the next refresh makes exact, whatever happens in between."""
+    bumps: dict[str, int] = {}
+    first = build(shape, {})
+    store = reset(make_store(first), first, getattr(make_store, "previous", None))
+    make_store.previous = first
+    key = derived(store)[which % len(derived(store))]
+    incremental.refresh(store, key)
+    for op, _ in before:
+        store = apply(store, op, lambda: build(shape, bumps), bumps)
+    if bump:  # the interrupted refresh is a full rebuild
+        store = apply(store, ("bump", derived(store).index(key), which),
+                      lambda: build(shape, bumps), bumps)
+    ex = store.executor
+    sent = [0]
+
+    def dying(method: Callable[[str], Any]) -> Callable[[str], Any]:
+        def run(sql: str) -> Any:
+            sent[0] += 1
+            if sent[0] > at:
+                raise Crash(sql)
+            return method(sql)
+        return run
+
+    ex.execute, ex.fetch = dying(ex.execute), dying(ex.fetch)  # type: ignore[method-assign]
+    try:
+        incremental.refresh(store, key)
+    except Crash:
+        pass
+    finally:
+        del ex.execute, ex.fetch
+    for op, _ in after:
+        store = apply(store, op, lambda: build(shape, bumps), bumps)
+    check(store, key)
 
 
 def test_materialized_increment_view_and_incremental_table_coexist(make_store: Any) -> None:

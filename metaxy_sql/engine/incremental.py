@@ -180,6 +180,8 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
 def _replace(store: StoreLike, feature: str, relation: str, catalog: Catalog,
              old: Mapping[str, int]) -> int:
     """Re-resolve the grain ids touched since ``old``; returns how many."""
+    if not old:  # no table read exists, now as then (else it rebuilt): nothing was touched
+        return 0
     ex, d = store.executor, store.executor.dialect
     plan = plan_feature(store.graph, feature)
     grain = plan.grain or plan.id_columns
