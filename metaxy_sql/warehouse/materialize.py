@@ -184,11 +184,12 @@ def incremental_statements(graph: FeatureGraph, key: str, dialect: Dialect,
     touched = names.touched(relation)
     partial = resolve_sql(graph, key, dialect, algorithm,
                           subset=incremental_sql.touched_subset(grain, touched))[1]
-    refresh: list[exp.Expr] = [dialect.temporary_table_as(builder.table_ref(touched),
-                                          incremental_sql.touched_select(dialect, plan, marks)),
-               incremental_sql.delete_touched(relation, grain, touched),
-               incremental_sql.insert_resolved(relation, partial),
-               dialect.drop_temporary(touched)]
+    refresh: list[exp.Expr] = [
+        dialect.temporary_table_as(builder.table_ref(touched),
+                                   incremental_sql.touched_select(dialect, plan, marks)),
+        incremental_sql.delete_touched(relation, grain, touched),
+        incremental_sql.insert_resolved(relation, partial),
+        dialect.drop_temporary(touched)]
     return rebuild, refresh
 
 
