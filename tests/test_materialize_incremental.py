@@ -20,7 +20,7 @@ from metaxy_sql.compile.dialects import get_dialect
 from metaxy_sql.engine import incremental
 from metaxy_sql.examples import lineage, seed
 from metaxy_sql.model import names
-from metaxy_sql.warehouse.materialize import incremental_ddl_text
+from metaxy_sql.warehouse.materialize import incremental_ddl_text, incremental_statements
 from tests.pipeline import samples, step
 from tests.test_scenarios import graph
 
@@ -222,3 +222,33 @@ def test_render_incremental_shows_both_statements(runner: CliRunner, dialect: st
         assert 'CREATE INDEX IF NOT EXISTS "video__full__latest"' in tables
     result = runner.invoke(cli, [*SEED, "render", V, "--incremental"])
     assert result.exit_code == 1 and "root feature" in result.output
+
+
+def test_rendered_refresh_is_what_runs(make_store: Any) -> None:
+    """The refresh statements `render --incremental` shows are those a refresh sends (the
+    watermarks aside; where the dialect reads derived per-field columns, the statements
+    depend on the stored columns, so there only the delete and the drop are compared)."""
+    store = make_store(seed.graph)
+    step(store, samples(BASE))
+    incremental.refresh(store, C)
+    store.write(V, store.resolve_update(V, samples=samples(
+        {**BASE, "v7": {"audio": "a", "frames": "f"}})).new)
+    ex, d = store.executor, store.executor.dialect
+    sent: list[str] = []
+    run = ex.execute
+
+    def recording(sql: str) -> None:
+        sent.append(sql)
+        run(sql)
+
+    ex.execute = recording  # type: ignore[method-assign]
+    try:
+        assert incremental.refresh(store, C).mode == "incremental"
+    finally:
+        del ex.execute
+    _, refresh = incremental_statements(seed.graph, C, d, "sha256")
+    create, delete, insert, drop = (d.render(s) for s in refresh)
+    assert delete in sent and drop in sent
+    assert create.split("WHERE")[0] in "".join(sent)
+    if not d.derives_field_columns:
+        assert insert in sent
