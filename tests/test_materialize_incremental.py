@@ -56,8 +56,15 @@ def test_materialize_all_on_a_fresh_store_views_every_non_root_feature(make_stor
         assert {a.action for a in views} == {"created"}
         for a in views:
             assert select_all(store, a.relation) == [], a.feature
-    store = make_store(seed.graph)
+    store = make_store(lineage.graph)  # expansion and optional deps: at the parent's grain
     store.write(V, store.resolve_update(V, samples=samples(BASE)).new)
+    chunks = select_all(store, names.increment_relation("video/chunk"))
+    assert sorted((r["sample_uid"], r["chunk_id"], r[names.STATUS]) for r in chunks) == [
+        (uid, None, "new") for uid in sorted(BASE)]
+    captioned = select_all(store, names.increment_relation("video/captioned"))
+    assert sorted(r["sample_uid"] for r in captioned) == sorted(BASE)  # subtitles optional
+    assert select_all(store, names.increment_relation("speaker/embedding")) == []
+    store = make_store(seed.graph)
     for key in CHILDREN:
         shown = select_all(store, names.increment_relation(key))
         expected = set(BASE) if key != H else set()  # H reads T and C, never written
