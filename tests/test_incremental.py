@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
@@ -304,8 +305,12 @@ def check(store: mx.Store, key: str) -> None:
 
 
 N = int(os.environ.get("METAXY_SQL_INCREMENTAL_EXAMPLES", "0")) or examples(300)
+#: pytest-timeout of each property test: the suite's 600 s is per test, and 300 examples take
+#: 4-15 min per engine on a busy 2-core machine; none when the example count is overridden.
+TIMEOUT = 0 if os.environ.get("METAXY_SQL_INCREMENTAL_EXAMPLES") else 2400
 
 
+@pytest.mark.timeout(TIMEOUT)
 @settings(max_examples=N, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(shapes(), steps)
@@ -362,6 +367,7 @@ class Crash(Exception):
 CRASH_N = int(os.environ.get("METAXY_SQL_INCREMENTAL_EXAMPLES", "0")) or examples(100)
 
 
+@pytest.mark.timeout(TIMEOUT)
 @settings(max_examples=CRASH_N, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(shapes(), short_steps, index, st.booleans(), st.integers(0, 15), short_steps)
