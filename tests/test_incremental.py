@@ -1,7 +1,8 @@
 """Incremental increments (DESIGN semantics 12): after any sequence of writes, soft and hard
 deletes, code-version bumps and refreshes, the maintained increment equals the full resolve
 exactly (same ids, statuses, changed fields, provenance), on every engine; a refresh
-interrupted at any statement leaves a table the next refresh makes exact.
+interrupted at any statement leaves a table the next refresh makes exact (that property:
+``tests/test_incremental_crash.py``).
 
 The property test draws a graph (three roots; up to three derived features, each one-to-one
 with an optional or required second dependency, an expansion or an aggregation, over a root or
@@ -358,57 +359,6 @@ def test_aggregation_member_moving_groups(make_store: Any) -> None:
     assert inc.mode == "incremental"
     assert rows(inc) == rows(store.resolve_update("speaker/emb", incremental=False))
     assert {r["speaker"] for r in inc.to_arrow().to_pylist()} == {"s0", "s1"}
-
-
-class Crash(Exception):
-    pass
-
-
-CRASH_N = int(os.environ.get("METAXY_SQL_INCREMENTAL_EXAMPLES", "0")) or examples(100)
-
-
-@pytest.mark.timeout(TIMEOUT)
-@settings(max_examples=CRASH_N, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(shapes(), short_steps, index, st.booleans(), st.integers(0, 15), short_steps)
-def test_property_crash_mid_refresh_next_refresh_is_exact(
-        make_store: Any, shape: tuple[Node, ...], before: list[tuple[tuple[Any, ...], list[int]]],
-        which: int, bump: bool, at: int, after: list[tuple[tuple[Any, ...], list[int]]]) -> None:
-    """A refresh killed before its ``at``-th statement (any statement it sends: reading
-    watermarks, the touched ids, delete, insert, rebuild, recording watermarks; a refresh
-    sends 4 to 14) leaves a table the next refresh makes exact, whatever happens in between."""
-    bumps: dict[str, int] = {}
-    first = build(shape, {})
-    store = reset(make_store(first), first, getattr(make_store, "previous", None))
-    make_store.previous = first
-    key = derived(store)[which % len(derived(store))]
-    incremental.refresh(store, key)
-    for op, _ in before:
-        store = apply(store, op, lambda: build(shape, bumps), bumps)
-    if bump:  # the interrupted refresh is a full rebuild
-        store = apply(store, ("bump", derived(store).index(key), which),
-                      lambda: build(shape, bumps), bumps)
-    ex = store.executor
-    sent = [0]
-
-    def dying(method: Callable[[str], Any]) -> Callable[[str], Any]:
-        def run(sql: str) -> Any:
-            sent[0] += 1
-            if sent[0] > at:
-                raise Crash(sql)
-            return method(sql)
-        return run
-
-    ex.execute, ex.fetch = dying(ex.execute), dying(ex.fetch)  # type: ignore[method-assign]
-    try:
-        incremental.refresh(store, key)
-    except Crash:
-        pass
-    finally:
-        del ex.execute, ex.fetch
-    for op, _ in after:
-        store = apply(store, op, lambda: build(shape, bumps), bumps)
-    check(store, key)
 
 
 def test_materialized_increment_view_and_incremental_table_coexist(make_store: Any) -> None:
