@@ -78,3 +78,32 @@ def test_property_crash_mid_refresh_next_refresh_is_exact(
     for op, _ in after:
         store = apply(store, op, lambda: build(shape, bumps), bumps)
     check(store, key)
+
+
+def test_refresh_reports_the_statement_that_failed(make_store: Any) -> None:
+    """A refresh whose partial insert fails in the engine reports that statement's error, not
+    the clean-up after it (DuckDB refuses every statement of an aborted transaction, which hid
+    the cause), and the next refresh is exact."""
+    from metaxy_sql.errors import ExecutionError
+    from tests.test_incremental import graph, write_root
+
+    g = graph({})
+    store = reset(make_store(g), g, None)
+    incremental.refresh(store, "video/cap")
+    write_root(store, "video/full", "v1", 2, "s0")
+    ex = store.executor
+    execute = ex.execute
+    failing = "SELECT CAST('not a number: planted' AS INTEGER)"
+
+    def run(sql: str) -> Any:
+        if sql.lstrip().upper().startswith("INSERT INTO") and "__INCREMENTAL" in sql.upper():
+            return execute(failing)  # a real engine error, inside the refresh
+        return execute(sql)
+
+    ex.execute = run  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ExecutionError, match="planted"):
+            incremental.refresh(store, "video/cap")
+    finally:
+        del ex.execute
+    check(store, "video/cap")

@@ -39,6 +39,7 @@ watermark: the table was dropped and recreated, or restored).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -198,8 +199,14 @@ def _replace(store: StoreLike, feature: str, relation: str, catalog: Catalog,
                                      subset=sql.touched_subset(grain, touched))[1]
             _checkpoint("before insert")
             ex.execute(d.render(sql.insert_resolved(relation, partial)))
-    finally:
-        ex.execute(d.render(d.drop_temporary(touched)))
+    except BaseException:
+        # The statement's own error is the one to report: after it, DuckDB refuses any
+        # statement in the aborted transaction (its rollback drops the temporary table), and
+        # elsewhere the next refresh drops a leftover before it creates its own.
+        with contextlib.suppress(Exception):
+            ex.execute(d.render(d.drop_temporary(touched)))
+        raise
+    ex.execute(d.render(d.drop_temporary(touched)))
     return n
 
 
