@@ -176,7 +176,7 @@ def test_cli_materialize_as_incremental(engine: str, runner: CliRunner,
         result = runner.invoke(cli, [*SEED, "materialize", *args, "--store", url],
                                catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout  # progress lines go to stderr
 
     dry = run("--all", "--as", "incremental", "--dry-run")
     assert "2. refresh" in dry and incremental.relation_name(C) not in store.executor.tables()
