@@ -650,12 +650,15 @@ def add_column(table: str, column: str, sql_type: str, d: Dialect,
                                exists=True, constraints=constraints)])
 
 
-def add_derived_column(table: str, column: DerivedColumn, d: Dialect) -> exp.Alter:
-    """Add a per-field column the engine derives from the maps (``Dialect.derived_columns``);
-    rows written before it are computed on read, by the same expression."""
-    definition = derived_column_def(d, column)
-    definition.set("exists", True)
-    return exp.Alter(this=table_ref(table), kind="TABLE", actions=[definition])
+def add_derived_columns(table: str, columns: Sequence[DerivedColumn],
+                        d: Dialect) -> exp.Alter:
+    """Add per-field columns the engine derives from the maps (``Dialect.derived_columns``),
+    in one statement (each ALTER is a metadata change: one per column cost ~0.3 s on chdb);
+    rows written before them are computed on read, by the same expressions."""
+    definitions = [derived_column_def(d, c) for c in columns]
+    for definition in definitions:
+        definition.set("exists", True)
+    return exp.Alter(this=table_ref(table), kind="TABLE", actions=definitions)
 
 
 def count_query(select: exp.Select) -> exp.Select:

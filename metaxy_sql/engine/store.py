@@ -736,8 +736,8 @@ class Store:
         # Per-field derived columns: on a new table, and for fields added to the definition.
         added = [c for c in d.derived_columns(self.graph.field_keys(feature))
                  if c.name not in existing]
-        for column in added:
-            self.executor.execute(d.render(builder.add_derived_column(table, column, d)))
+        if added:
+            self.executor.execute(d.render(builder.add_derived_columns(table, added, d)))
         if added and not created and not any(names.is_per_field_column(c) for c in existing):
             # A table written before per-field columns, when writes did not supersede yet:
             # settle the flags of every id with more than one live row, once.

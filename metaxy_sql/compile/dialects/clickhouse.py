@@ -62,6 +62,13 @@ class ClickHouseDialect(Dialect):
         "lightweight_delete_mode": "lightweight_update_force",
         # Lightweight UPDATE is beta; 25.7 and 25.8 need it allowed (later: on by default).
         "allow_experimental_lightweight_update": "1",
+        # A wide feature's statements outgrow the parser's limits (defaults 256 KiB of text,
+        # 50k / 500k syntax-tree nodes): 300 fields each reading a parent's fields write
+        # through an INSERT over 256 KiB. Raised, not removed (a runaway query still stops).
+        # https://clickhouse.com/docs/operations/settings/settings#max_query_size
+        "max_query_size": str(64 * 2**20),
+        "max_ast_elements": str(5_000_000),
+        "max_expanded_ast_elements": str(50_000_000),
     }
     #: Engine of feature tables. Plain MergeTree: a Replacing/Collapsing engine would merge
     #: away the history the store keeps; writes flag the rows they replace instead.

@@ -100,10 +100,22 @@ class PostgresDialect(Dialect):
 
     def map_build(self, pairs: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
         # sqlglot's MAP/struct transpile to invalid Postgres; jsonb_build_object is exact.
-        args: list[exp.Expr] = []
-        for k, v in pairs:
-            args += [lit(k), v]
-        return call("jsonb_build_object", *args)
+        # A function takes at most 100 arguments (FUNC_MAX_ARGS), i.e. 50 pairs: a wider map
+        # joins objects of up to 50 pairs with || (jsonb keeps its keys in one canonical
+        # order, so the result equals the single object).
+        chunks: list[exp.Expr] = []
+        for start in range(0, len(pairs), _CONCAT_ARGS // 2):
+            args: list[exp.Expr] = []
+            for k, v in pairs[start:start + _CONCAT_ARGS // 2]:
+                args += [lit(k), v]
+            chunks.append(call("jsonb_build_object", *args))
+        if not chunks:
+            return call("jsonb_build_object")
+        out = chunks[0]
+        for chunk in chunks[1:]:
+            out = exp.DPipe(this=out, expression=chunk)
+        # Parenthesized: || binds like ->> (left to right), and the map may be looked into.
+        return out if len(chunks) == 1 else exp.Paren(this=out)
 
     def non_null_array(self, items: list[exp.Expr]) -> exp.Expr:
         # array_remove(a, NULL) drops NULLs (it compares with IS NOT DISTINCT FROM).
