@@ -64,3 +64,12 @@ def test_wide_feature_resolves_and_writes(make_store: Any) -> None:
     assert _as_dict(stale["metaxy_provenance_by_field"]) == _expected(values["b"])
     store.write("c", inc.stale.to_arrow())
     assert store.resolve_update("c").counts() == {"new": 0, "stale": 0, "orphaned": 0}
+
+
+def test_statement_longer_than_256_kib_runs(make_store: Any) -> None:
+    # ClickHouse parses at most 256 KiB of statement text by default (max_query_size); a wide
+    # feature's INSERT is longer (300 fields). The store's session allows longer statements.
+    store = make_store(_graph())
+    text = "x" * 300_000
+    got = store.executor.fetch(f"SELECT '{text}' AS t").to_pylist()
+    assert got == [{"t": text}]
