@@ -378,3 +378,36 @@ def test_materialized_increment_view_and_incremental_table_coexist(make_store: A
         "video/face_crop")
     again = mx.materialize(store, ["video/face_crop"])
     assert [a.action for a in again.actions] == ["unchanged"]
+
+
+def test_missing_tables_refresh_exactly_and_tables_appearing_later(make_store: Any) -> None:
+    """A refresh where some or all tables read (or the feature's own) are missing is exact,
+    again and again (the second refresh once crashed reading the missing feature table); a
+    table read appearing later, or dropped again, is taken into account."""
+    g = graph({})
+    store = make_store(g)
+    zero = {"new": 0, "stale": 0, "orphaned": 0}
+    for key in CHILDREN:  # no table at all: nothing to resolve, twice
+        first = store.resolve_update(key, incremental=True)
+        second = store.resolve_update(key, incremental=True)
+        assert first.mode == "rebuilt" and first.counts() == zero
+        assert second.mode == "incremental" and second.counts() == zero
+    # roots appear one at a time (cap: its optional subs/raw appears after video/full)
+    for root, ident in (("video/full", "v0"), ("audio/utt", "v1"), ("subs/raw", "v0"),
+                        ("video/full", "v2")):
+        write_root(store, root, ident, 1, "s0")
+        for key in CHILDREN:
+            check(store, key)
+            check(store, key)  # the refresh after a refresh
+    assert store.resolve_update("video/cap", incremental=True).counts()["new"] == 2  # v0, v2
+    for key in CHILDREN:  # the features' own tables appear
+        write_child(store, key, half=True)
+        check(store, key)
+    for key in ("subs/raw", "video/cap", "video/full"):  # tables read dropped again
+        store.drop(key)
+        for child in CHILDREN:
+            check(store, child)
+            check(store, child)
+    write_root(store, "video/full", "v3", 1, "s0")
+    for key in CHILDREN:
+        check(store, key)

@@ -64,11 +64,14 @@ class Store:
         self.hash_algorithm: HashAlgorithm = hash_algorithm
         self._last_time: dt.datetime | None = None
         self._compiled: dict[tuple[object, ...], tuple[str, exp.Select]] = {}
+        self._algorithm_checked = False
 
     def with_graph(self, graph: FeatureGraph) -> Store:
         """The same store (same connection) seen through other definitions, e.g. after a
         code-version bump. Closing either closes both."""
-        return Store(self.executor, graph, self.hash_algorithm)
+        store = Store(self.executor, graph, self.hash_algorithm)
+        store._algorithm_checked = self._algorithm_checked
+        return store
 
     @property
     def url(self) -> str:
@@ -230,6 +233,7 @@ class Store:
         and the columns of those whose columns matter (see ``planner.tables_needing_columns``).
         ``tables``: the store's tables, when the caller already listed them."""
         present = self.executor.tables() if tables is None else tables
+        self.check_hash_algorithm(present)
         existing = frozenset(tables_read(self.graph, feature)) & frozenset(present)
         needed = tables_needing_columns(self.graph, feature,
                                         self.executor.dialect.derives_field_columns)
@@ -237,6 +241,46 @@ class Store:
         stored = {t: self.executor.columns(t) for t in {*needed, *typed} if t in existing}
         return Catalog(existing, {t: frozenset(stored[t]) for t in needed if t in stored},
                        {t: stored[t] for t in typed if t in stored})
+
+    def check_hash_algorithm(self, tables: set[str] | None = None, *,
+                             record: bool = False) -> None:
+        """Refuse to hash with another algorithm than the store's: it is recorded at the first
+        write (``metaxy_system__store_settings``), and a mismatch would make every sample look
+        stale (a full recompute). An empty store takes the algorithm of its first write
+        (``record=True``: record it when none is). ``tables``: the store's tables, when the
+        caller listed them. Checked once per store object once a recorded one matched.
+
+        Raises:
+            ConfigError: the store records another hash algorithm than ``hash_algorithm``.
+        """
+        if self._algorithm_checked:
+            return
+        present = self.executor.tables() if tables is None else tables
+        recorded = None
+        if names.STORE_SETTINGS in present:
+            query = (exp.select(builder.col("value"))
+                     .from_(builder.table_ref(names.STORE_SETTINGS))
+                     .where(exp.EQ(this=builder.col("setting"),
+                                   expression=exp.Literal.string(_HASH_SETTING)))
+                     .order_by(builder.col("recorded_at")).limit(1))
+            rows = self.executor.fetch(self.executor.dialect.render(query))
+            recorded = str(rows.column(0)[0].as_py()) if rows.num_rows else None
+        if recorded is None:
+            if record:  # checked again on the next call, once the write is committed
+                system.ensure(self.executor, names.STORE_SETTINGS, _SETTING_COLUMNS,
+                              ["recorded_at"], present if tables is not None else None)
+                system.append(self.executor, names.STORE_SETTINGS, _SETTING_COLUMNS, {
+                    "setting": _HASH_SETTING, "value": self.hash_algorithm,
+                    "recorded_at": system.now_iso()})
+            return
+        if recorded != self.hash_algorithm:
+            raise ConfigError(
+                f"store {self.url} hashes with {recorded} (recorded at its first write) but "
+                f"was opened with hash_algorithm={self.hash_algorithm!r}: every sample would "
+                f"look stale. Open it with hash_algorithm={recorded!r} (connect(..., "
+                f"hash_algorithm={recorded!r}), or hash_algorithm = \"{recorded}\" in "
+                "metaxy-sql.toml / [tool.metaxy-sql])")
+        self._algorithm_checked = True
 
     # -- writes -----------------------------------------------------------------------------
     def write(self, feature: str, data: Any) -> int:
@@ -284,6 +328,7 @@ class Store:
 
         def attempt() -> None:
             with self.executor.transaction(), self._staged(feature, table):
+                self.check_hash_algorithm(record=True)
                 self._ensure_table(feature, select(0, self._now()), user_columns)
                 self._record_types(feature, new_types)
                 position = self._begin_write(feature)
@@ -385,6 +430,7 @@ class Store:
                             if c not in spec.id_columns and c not in names.SYSTEM_COLUMNS]
             with self._staged(feature, rows):
                 if "base" not in state:
+                    self.check_hash_algorithm(record=True)
                     self._ensure_table(feature, builder.write_select(
                         d, staged=names.staged(feature), id_columns=spec.id_columns,
                         user_columns=user_columns, field_keys=self.graph.field_keys(feature),
@@ -781,6 +827,9 @@ def _catalog_key(catalog: Catalog) -> tuple[object, ...]:
 
 #: The ``column`` of a record saying the feature's table was dropped (no column has this name).
 _DROPPED = ""
+_HASH_SETTING = "hash_algorithm"
+_SETTING_COLUMNS = (("setting", system.TEXT), ("value", system.TEXT),
+                    ("recorded_at", system.TIMESTAMP))
 _TYPE_COLUMNS = (("feature", system.TEXT), ("column", system.TEXT), ("arrow_type", system.TEXT),
                  ("type", system.TEXT), ("recorded_at", system.TIMESTAMP))
 

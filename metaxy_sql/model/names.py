@@ -153,6 +153,8 @@ MATERIALIZATIONS = f"{SYSTEM_TABLE_PREFIX}materializations"
 WRITE_ORDER = f"{SYSTEM_TABLE_PREFIX}write_order"
 #: One row per id/user column when its type is first fixed: feature, column, Arrow type.
 COLUMN_TYPES = f"{SYSTEM_TABLE_PREFIX}column_types"
+#: One row per store-wide setting when first fixed (``hash_algorithm``: at the first write).
+STORE_SETTINGS = f"{SYSTEM_TABLE_PREFIX}store_settings"
 #: Default suffix of a materialized increment: ``video__face_crop__increment``.
 INCREMENT_SUFFIX = "__increment"
 #: Suffix of a maintained (incremental) increment table, apart from ``materialize``'s relations

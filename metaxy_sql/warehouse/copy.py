@@ -151,6 +151,7 @@ def _features(source: Store, target: Store | None, features: Sequence[str] | Non
         raise ConfigError(
             f"copy: the source hashes with {source.hash_algorithm}, the target with "
             f"{target.hash_algorithm}; open both with one hash_algorithm")
+    source.check_hash_algorithm()  # the rows keep their hashes: the target's must match
     wanted: Iterable[str] = features or source.graph.keys
     keys = []
     for k in dict.fromkeys(wanted):
