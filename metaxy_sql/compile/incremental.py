@@ -38,9 +38,17 @@ def _since(d: Dialect, mark: int) -> exp.Expr:
     return exp.GT(this=col(d.watermark_column), expression=exp.Literal.number(mark))
 
 
+def tables_touched(plan: FeaturePlan) -> set[str]:
+    """The feature tables :func:`touched_select` reads changes from (given their watermarks):
+    the feature's own and its parents'."""
+    return {plan.table, *(u.relation for u in plan.upstreams if not u.is_samples)}
+
+
 def touched_select(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]) -> exp.Select:
     """Grain ids of ``plan.feature`` whose increment rows may differ from those computed at
-    watermarks ``marks`` (feature table -> watermark; tables not listed are not read).
+    watermarks ``marks`` (feature table -> watermark; tables not listed are not read). When
+    ``marks`` lists none of :func:`tables_touched`, the statement still names the feature's
+    table (for the grain's column types): callers skip it then.
 
     - the feature's own rows written or deleted since (mapped to the grain: for an expansion,
       the parent ids of the children);

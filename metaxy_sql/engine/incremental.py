@@ -181,10 +181,12 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
 def _replace(store: StoreLike, feature: str, relation: str, catalog: Catalog,
              old: Mapping[str, int]) -> int:
     """Re-resolve the grain ids touched since ``old``; returns how many."""
-    if not old:  # no table read exists, now as then (else it rebuilt): nothing was touched
-        return 0
     ex, d = store.executor, store.executor.dialect
     plan = plan_feature(store.graph, feature)
+    if not set(old) & sql.tables_touched(plan):
+        # no table read exists, now as then (else it rebuilt): nothing was touched, and the
+        # touched ids' statement would read the missing feature table
+        return 0
     grain = plan.grain or plan.id_columns
     touched = names.touched(relation)
     ex.execute(d.render(d.drop_temporary(touched)))
