@@ -60,9 +60,12 @@ def copy_cmd(obj: _Obj, features: tuple[str, ...], source_url: str, target_url: 
     """
     check_chdb_paths(source_url, target_url)
     wanted = list(features) or None
-    with obj.store(source_url, create=False) as source, obj.store(target_url) as target:
+    with obj.store(source_url, create=False) as source:
+        # Features and --where are checked (and counted) on the source before the target is
+        # opened: a refused copy leaves no new, empty target store behind.
         total = rows_to_copy(source, wanted, where, history)
-        with progress(f"copy {source.url} -> {target.url}", total) as task:
+        with obj.store(target_url) as target, \
+                progress(f"copy {source.url} -> {target.url}", total) as task:
             report = copy(source, target, wanted, where=where, history=history,
                           on_progress=task.advance)
     click.echo(report.summary())

@@ -14,10 +14,26 @@ from sqlglot import exp
 
 from metaxy_sql.compile import builder
 from metaxy_sql.engine import coltypes, frames
+from metaxy_sql.errors import ConfigError
 from metaxy_sql.model import names
 
 if TYPE_CHECKING:
     from metaxy_sql.engine.executors.base import Executor
+
+
+def check_batch_size(value: object, argument: str = "batch_size") -> int:
+    """``value`` when it is a whole number of rows of at least 1.
+
+    Raises:
+        ConfigError: ``value`` is not an ``int`` (a ``bool`` is refused) or is below 1,
+            naming ``argument``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{argument} must be a whole number of rows (1 or more), got "
+                          f"{value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ConfigError(f"{argument} must be 1 or more rows, got {value}")
+    return value
 
 
 @dataclass
@@ -77,7 +93,16 @@ class IncrementPart:
         return table
 
     def iter_batches(self, batch_size: int = 65536) -> Iterator[pa.RecordBatch]:
-        """Rows of this category as a stream of Arrow record batches."""
+        """Rows of this category as a stream of Arrow record batches of at most
+        ``batch_size`` rows.
+
+        Raises:
+            ConfigError: ``batch_size`` is not a whole number of 1 or more (raised at the
+                call, before any query runs).
+        """
+        return self._batches(check_batch_size(batch_size))
+
+    def _batches(self, batch_size: int) -> Iterator[pa.RecordBatch]:
         for raw in self._executor.batches(self.sql, batch_size):
             for batch in coltypes.restore(pa.Table.from_batches([raw]), self._types).to_batches():
                 self._track(batch)
@@ -98,9 +123,11 @@ class IncrementPart:
         writes back with ``store.write`` as it is.
 
         Raises:
-            ConfigError: polars is not installed.
+            ConfigError: polars is not installed; ``batch_size`` is not a whole number of
+                1 or more.
             ExecutionError: the engine failed to run the query.
         """
+        check_batch_size(batch_size)
         if not lazy:
             return frames.to_polars(self.to_arrow(), self.map_keys)
         return frames.lazy_polars(self.arrow_schema, lambda: self.iter_batches(batch_size),

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,7 +41,7 @@ from metaxy_sql.compile.render import compile_resolve
 from metaxy_sql.engine import coltypes, frames, ingest, system, write_order
 from metaxy_sql.engine import incremental as incremental_mod
 from metaxy_sql.engine.executors.base import Executor
-from metaxy_sql.engine.increment import Increment, load_extension
+from metaxy_sql.engine.increment import Increment, check_batch_size, load_extension
 from metaxy_sql.errors import ConfigError, DataError, StoreConnectionError, WriteConflictError
 from metaxy_sql.model import filters, names
 from metaxy_sql.model.definitions import SYSTEM_PREFIX
@@ -68,7 +68,14 @@ class Store:
 
     def with_graph(self, graph: FeatureGraph) -> Store:
         """The same store (same connection) seen through other definitions, e.g. after a
-        code-version bump. Closing either closes both."""
+        code-version bump. Closing either closes both.
+
+        Raises:
+            ConfigError: ``graph`` is not a :class:`FeatureGraph`.
+        """
+        if not isinstance(graph, FeatureGraph):
+            raise ConfigError(f"with_graph(graph) needs a FeatureGraph, got {type(graph).__name__}"
+                              "; build one with FeatureGraph([...features]) or load_graph(config)")
         store = Store(self.executor, graph, self.hash_algorithm)
         store._algorithm_checked = self._algorithm_checked
         return store
@@ -493,9 +500,11 @@ class Store:
             batch_size: stale samples per write.
 
         Raises:
+            ConfigError: ``batch_size`` is not a whole number of 1 or more.
             DataError: ``feature`` is a root feature (it has no expected provenance).
             DefinitionError: ``where`` is not over the increment's id columns.
         """
+        check_batch_size(batch_size)
         spec = self.graph.spec(feature)
         if self.graph.is_root(feature):
             raise DataError(f"feature {feature!r} is a root feature: its provenance is what you "
@@ -561,7 +570,17 @@ class Store:
                      batch_size: int = 65536, where: str | None = None,
                      limit: int | None = None) -> Iterator[pa.RecordBatch]:
         """The rows of :meth:`read` (same arguments) as a stream of Arrow record batches of
-        at most ``batch_size`` rows (none when the feature was never written)."""
+        at most ``batch_size`` rows (none when the feature was never written).
+
+        Raises:
+            ConfigError: ``batch_size`` is not a whole number of 1 or more (raised at the
+                call, before any query runs); ``limit`` is negative.
+        """
+        check_batch_size(batch_size)
+        return self._iter_batches(feature, history, where, limit, batch_size)
+
+    def _iter_batches(self, feature: str, history: bool, where: str | None, limit: int | None,
+                      batch_size: int) -> Iterator[pa.RecordBatch]:
         query = self._read_query(feature, history, where, limit)
         if query is not None:
             types = self.column_types(feature)
@@ -887,7 +906,13 @@ def _open_executor(url: str, create: bool) -> Executor:
     if scheme == "duckdb":
         from metaxy_sql.engine.executors.duckdb import DuckDBExecutor
 
-        rest = url[len("duckdb://"):]
+        rest, asked, query = url[len("duckdb://"):].partition("?")
+        if asked:
+            unknown = sorted(parse_qs(query, keep_blank_values=True)) or [query]
+            raise ConfigError(
+                f"store URL {url!r}: unknown parameters {unknown}; supported: [] (a DuckDB "
+                "store URL is the file path alone: duckdb:///path/to/file.db or "
+                "duckdb://:memory:)")
         if rest in (":memory:", "/:memory:", ""):
             return DuckDBExecutor(":memory:")
         if not rest.startswith("/"):

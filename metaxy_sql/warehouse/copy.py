@@ -38,6 +38,7 @@ from sqlglot import exp
 
 from metaxy_sql.compile import builder
 from metaxy_sql.engine import coltypes
+from metaxy_sql.engine.increment import check_batch_size
 from metaxy_sql.errors import ConfigError, DataError, DefinitionError
 from metaxy_sql.model import filters, names
 
@@ -86,12 +87,14 @@ def copy(source: Store, target: Store, features: Sequence[str] | None = None,
         A :class:`CopyReport` (rows copied per feature; features skipped and why).
 
     Raises:
-        ConfigError: source and target are one store, or use different digests.
+        ConfigError: source and target are one store, or use different digests;
+            ``batch_size`` is not a whole number of 1 or more.
         DefinitionError: the target's definitions lack a feature or define it with another
             feature version; ``where`` is not over a feature's id columns.
         UnknownFeatureError: a feature the source's definitions do not define.
         DataError: the target already holds rows of a feature.
     """
+    check_batch_size(batch_size)
     keys = _features(source, target, features)
     queries = {k: _query(source, k, where, history) for k in keys}
     for k, query in queries.items():

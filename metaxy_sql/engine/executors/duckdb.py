@@ -15,7 +15,12 @@ from sqlglot import exp
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.duckdb import DuckDBDialect
-from metaxy_sql.errors import ExecutionError, StoreConnectionError, WriteConflictError
+from metaxy_sql.errors import (
+    ConfigError,
+    ExecutionError,
+    StoreConnectionError,
+    WriteConflictError,
+)
 
 
 class DuckDBExecutor:
@@ -36,9 +41,31 @@ class DuckDBExecutor:
             self.con.execute("SET enable_progress_bar = false")
         except duckdb.Error as e:
             raise StoreConnectionError(f"cannot open {self.url}: {_open_problem(e)}") from None
+        if path != ":memory:":
+            self._check_file_backed(path)
         # One connection serves the store; the lock lets a background writer share it.
         self.lock = threading.RLock()
         self._staged: dict[str, pa.Table] = {}
+
+    def _check_file_backed(self, path: str) -> None:
+        """Refuse a path DuckDB did not open as a database file of its own.
+
+        DuckDB (since 1.3, duckdb/duckdb#17415) opens an existing data file it can read, by
+        its extension (``.parquet``, ``.csv``, ``.tsv``, ``.json``, ``.jsonl``, compressed or
+        not), as an *in-memory* database with views over the file: every write would vanish
+        at close. Such a database has no path in ``duckdb_databases()``.
+        """
+        row = self.con.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+        if row is None or row[0] is None:
+            self.con.close()
+            raise ConfigError(
+                f"store {self.url}: {Path(path).absolute()} exists, but it is not a valid "
+                "DuckDB database file (DuckDB would open this data file as a read-only view "
+                "in memory, and every write would be lost); point the store URL at a DuckDB "
+                "file, e.g. duckdb:///meta.db, and load the data file with "
+                "`metaxy-sql write FEATURE FILE`")
 
     def _error(self, e: duckdb.Error, sql: str) -> ExecutionError:
         # Optimistic concurrency: a transaction touching a row (or catalog entry) another

@@ -37,6 +37,22 @@ _cursor_ids = itertools.count()
 CONNECT_TIMEOUT = 10
 
 
+#: The connection parameters libpq (18) takes in a URL's query string ("Parameter Key Words" of
+#: the PostgreSQL manual); a store URL takes these and ``schema``.
+LIBPQ_PARAMS = frozenset((
+    "service", "user", "password", "passfile", "channel_binding", "connect_timeout", "dbname",
+    "host", "hostaddr", "port", "client_encoding", "options", "application_name",
+    "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "sslmode", "sslnegotiation", "sslcompression",
+    "sslcert", "sslkey", "sslcertmode", "sslpassword", "sslrootcert", "sslcrl", "sslcrldir",
+    "sslsni", "requirepeer", "require_auth", "min_protocol_version", "max_protocol_version",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode", "krbsrvname",
+    "gsslib", "gssdelegation", "replication", "target_session_attrs", "load_balance_hosts",
+    "scram_client_key", "scram_server_key", "oauth_issuer", "oauth_client_id",
+    "oauth_client_secret", "oauth_scope", "sslkeylogfile",
+))
+
+
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***``."""
     parts = urlsplit(url)
@@ -53,6 +69,12 @@ def _split_url(url: str) -> tuple[str, str | None]:
         raise ConfigError(f"store URL {mask_url(url)!r}: use "
                           "postgresql://user:password@host:port/database[?schema=name]")
     query = parse_qsl(parts.query, keep_blank_values=True)
+    unknown = sorted({k for k, _ in query} - LIBPQ_PARAMS - {"schema"})
+    if unknown:
+        raise ConfigError(
+            f"store URL {mask_url(url)!r}: unknown parameters {unknown}; supported: "
+            "['schema'] and libpq's connection parameters (e.g. sslmode, connect_timeout, "
+            "application_name; see the PostgreSQL manual, 'Parameter Key Words')")
     schema = next((v for k, v in query if k == "schema"), None)
     if schema is not None and not 0 < len(schema.encode()) <= 63:
         raise ConfigError(f"store URL {mask_url(url)!r}: schema must be 1 to 63 bytes long")
