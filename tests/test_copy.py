@@ -251,3 +251,34 @@ def test_interrupted_copy_shows_nothing(make_store: Any, engine: str) -> None:
         assert mx.copy(a, b, ["video/full"], history=True, batch_size=2).rows == {
             "video/full": 5}
         assert state(b) == {**state(a), **{k: [] for k in seed.graph.keys if k != "video/full"}}
+
+
+@pytest.mark.parametrize("args", [
+    ["no/such"],                                   # unknown feature
+    ["--where", "no_such_column = 1"],             # not over the id columns
+    ["--where", "sample_uid = = 1"],               # not SQL
+    ["--where", "no_such_function(sample_uid)"],   # valid shape, fails in the engine
+])
+def test_refused_cli_copy_creates_no_target(tmp_path: Any, engine: str, args: list[str]) -> None:
+    """A copy refused for its features or --where leaves no new store behind (DuckDB file,
+    chdb database, Postgres schema): they are checked on the source before the target opens."""
+    src = f"duckdb:///{tmp_path}/a.db"
+    with mx.connect(src, seed.graph) as a:
+        step(a, samples({f"v{i}": {"audio": f"a{i}", "frames": f"f{i}"} for i in range(2)}))
+    dst = importlib.import_module(f"tests.engines.{engine}").fresh_url(
+        f"cp{os.getpid()}_{engine}_{abs(hash(tuple(args)))}")
+    result = CliRunner().invoke(cli, ["-e", "metaxy_sql.examples.seed", "copy", "--from", src,
+                                      "--to", dst, *args])
+    assert result.exit_code == 1, result.output
+    with pytest.raises(mx.StoreConnectionError, match="does not exist"):
+        mx.connect(dst, seed.graph, create=False)
+
+
+def test_refused_cli_copy_creates_no_chdb_data_path(tmp_path: Any) -> None:
+    src = f"duckdb:///{tmp_path}/a.db"
+    with mx.connect(src, seed.graph) as a:
+        step(a, samples({"v1": {"audio": "a", "frames": "f"}}))
+    result = CliRunner().invoke(cli, ["-e", "metaxy_sql.examples.seed", "copy", "--from", src,
+                                      "--to", f"chdb://{tmp_path}/c", "--where", "nope = 1"])
+    assert result.exit_code == 1, result.output
+    assert not (tmp_path / "c").exists()

@@ -299,3 +299,40 @@ def test_an_entrypoint_that_fails_on_import_is_one_line_naming_it(tmp_path: Path
             _import("broken_features")
         finally:
             sys.path.remove(str(tmp_path))
+
+
+@pytest.mark.parametrize("bad", [0, -1, "10", 2.5, True, None])
+def test_batch_sizes_are_checked_at_the_call(make_store: Any, bad: Any) -> None:
+    """Every ``batch_size`` is a whole number of rows, 1 or more: anything else is a
+    ConfigError naming it, raised when called (not at the first batch), before any query."""
+    store = make_store(seed.graph)
+    rows = [{"sample_uid": f"v{i}", "metaxy_provenance_by_field": {"audio": "a", "frames": "f"}}
+            for i in range(3)]
+    inc = store.resolve_update("video/full", samples=rows)
+    calls = {
+        "increment": lambda: inc.new.iter_batches(bad),
+        "lazy polars": lambda: inc.new.to_polars(lazy=True, batch_size=bad),
+        "store": lambda: store.iter_batches("video/full", batch_size=bad),
+        "rebase": lambda: store.rebase("video/face_crop", batch_size=bad),
+    }
+    for what, call in calls.items():
+        with pytest.raises(mx.ConfigError, match="batch_size must be"):
+            call()
+            pytest.fail(f"{what}: batch_size={bad!r} accepted")
+    with mx.connect("duckdb://:memory:", seed.graph) as target, \
+            pytest.raises(mx.ConfigError, match="batch_size must be"):
+        mx.copy(store, target, batch_size=bad)
+    # batch_size=1 (the smallest): every row, at most one per batch
+    sizes = [b.num_rows for b in inc.new.iter_batches(1)]
+    assert sum(sizes) == 3 and max(sizes) == 1
+    store.write("video/full", inc.new)
+    sizes = [b.num_rows for b in store.iter_batches("video/full", batch_size=1)]
+    assert sum(sizes) == 3 and max(sizes) == 1
+
+
+@pytest.mark.parametrize("bad", ["nope", None, [seed.graph]])
+def test_with_graph_needs_a_feature_graph(make_store: Any, bad: Any) -> None:
+    store = make_store(seed.graph)
+    with pytest.raises(mx.ConfigError, match="with_graph.*needs a FeatureGraph"):
+        store.with_graph(bad)
+    assert store.with_graph(seed.graph).graph is seed.graph
