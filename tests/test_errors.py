@@ -333,6 +333,6 @@ def test_batch_sizes_are_checked_at_the_call(make_store: Any, bad: Any) -> None:
 @pytest.mark.parametrize("bad", ["nope", None, [seed.graph]])
 def test_with_graph_needs_a_feature_graph(make_store: Any, bad: Any) -> None:
     store = make_store(seed.graph)
-    with pytest.raises(mx.ConfigError, match="with_graph.*needs a FeatureGraph"):
+    with pytest.raises(mx.ConfigError, match=r"with_graph.*needs a FeatureGraph"):
         store.with_graph(bad)
     assert store.with_graph(seed.graph).graph is seed.graph

@@ -129,3 +129,24 @@ def _read_and_write_from_workers(store: mx.Store, url: str) -> None:
     assert store.resolve_update(CROP).counts() == {"new": 0, "stale": 0, "orphaned": 0}
     latest = ray.data.read_datasource(StoreDatasource(url, seed.graph, CROP))
     assert sorted(r["sample_uid"] for r in latest.take_all()) == sorted(VIDEOS)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "10"])
+def test_batch_sizes_are_checked(make_store: Any, engine: str, bad: Any) -> None:
+    """A batch size that is not a whole number of 1 or more is a ConfigError naming it,
+    before Ray (or the engine) sees it."""
+    store: mx.Store = make_store(seed.graph)
+    store.write("video/full", store.resolve_update("video/full", samples=samples(VIDEOS)).new)
+    calls = [
+        lambda: read_increment(store.resolve_update(CROP).new, batch_size=bad),
+        lambda: read_feature(store, "video/full", batch_size=bad),
+        lambda: write_dataset(ray.data.from_items([{"x": 1}]), store, CROP, batch_size=bad),
+    ]
+    if engine == "postgres":  # worker-side readers and writers: only on a shared server
+        url = postgres_engine.fresh_url(f"raybs{os.getpid()}")
+        calls += [lambda: StoreDatasource(url, seed.graph, CROP, batch_size=bad),
+                  lambda: StoreDatasink(url, seed.graph, CROP, batch_size=bad)]
+    for call in calls:
+        with pytest.raises(mx.ConfigError, match="batch_size must be"):
+            call()
+    assert store.read(CROP).num_rows == 0  # nothing was written

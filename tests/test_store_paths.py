@@ -175,5 +175,8 @@ def test_unknown_url_parameters_are_refused(engine: str) -> None:
         assert not [p for p in folder.iterdir() if "?" in p.name]
         with pytest.raises(mx.ConfigError, match="unknown parameters"):
             mx.connect("duckdb://:memory:?read_only=true", graph=seed.graph)
+        with pytest.raises(mx.ConfigError, match="fragment"):
+            mx.connect(url + "#part", graph=seed.graph)
+        assert not [p for p in folder.iterdir() if "?" in p.name or "#" in p.name]
     if engine == "postgres":  # libpq's own parameters are still passed on
         mx.connect(_with_param(url, "application_name=metaxy_test"), graph=seed.graph).close()

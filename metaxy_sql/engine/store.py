@@ -913,6 +913,10 @@ def _open_executor(url: str, create: bool) -> Executor:
                 f"store URL {url!r}: unknown parameters {unknown}; supported: [] (a DuckDB "
                 "store URL is the file path alone: duckdb:///path/to/file.db or "
                 "duckdb://:memory:)")
+        if "#" in rest:
+            raise ConfigError(
+                f"store URL {url!r}: '#' starts a URL fragment, which a store URL does not "
+                "take; give the file a name without '#'")
         if rest in (":memory:", "/:memory:", ""):
             return DuckDBExecutor(":memory:")
         if not rest.startswith("/"):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from metaxy_sql.engine.increment import IncrementPart
+from metaxy_sql.engine.increment import IncrementPart, check_batch_size
 from metaxy_sql.engine.store import Store, connect
 from metaxy_sql.errors import ConfigError, UnsupportedByDialectError
 from metaxy_sql.model import names
@@ -64,6 +64,7 @@ def read_increment(part: IncrementPart, *, batch_size: int = 65536) -> ray.data.
     map); the rows count as fetched by ``part`` (``part.fetched``).
 
     Raises:
+        ConfigError: ``batch_size`` is not a whole number of 1 or more.
         ExecutionError: the engine failed to run the query.
     """
     return _dataset(part.iter_batches(batch_size), part.arrow_schema())
@@ -75,6 +76,7 @@ def read_feature(store: Store, feature: str, *, history: bool = False,
     streamed from the engine like :func:`read_increment`.
 
     Raises:
+        ConfigError: ``batch_size`` is not a whole number of 1 or more.
         UnknownFeatureError: ``feature`` is not in the store's graph.
     """
     batches = iter(store.iter_batches(feature, history=history, batch_size=batch_size))
@@ -98,8 +100,10 @@ def write_dataset(ds: ray.data.Dataset, store: Store, feature: str, *,
     write (a failure leaves the earlier flushes written; rerun: the increment is what is left).
 
     Raises:
+        ConfigError: ``batch_size`` is not a whole number of 1 or more.
         DataError: a batch is not writable (see ``Store.write``).
     """
+    check_batch_size(batch_size)
     written = 0
     for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
         written += store.write(feature, batch)
@@ -124,6 +128,7 @@ class StoreDatasource(Datasource):
     :func:`read_increment` there). Use with ``ray.data.read_datasource(source)``.
 
     Raises:
+        ConfigError: ``batch_size`` is not a whole number of 1 or more.
         UnsupportedByDialectError: ``url`` is a DuckDB or chdb store.
         UnknownFeatureError: ``feature`` is not in ``graph``.
     """
@@ -131,6 +136,7 @@ class StoreDatasource(Datasource):
     def __init__(self, url: str, graph: FeatureGraph, feature: str, *,
                  status: Status | None = None, batch_size: int = 65536) -> None:
         _require_shared(url, f"StoreDatasource({feature!r})", "read_increment()/read_feature()")
+        check_batch_size(batch_size)
         graph.spec(feature)
         if status is not None and graph.is_root(feature):
             raise ConfigError(f"StoreDatasource({feature!r}, status={status!r}): a root "
@@ -168,6 +174,7 @@ class StoreDatasink(Datasink[int]):
     Use with ``ds.write_datasink(sink)``; ``sink.written`` is the number of rows written.
 
     Raises:
+        ConfigError: ``batch_size`` is not a whole number of 1 or more.
         UnsupportedByDialectError: ``url`` is a DuckDB or chdb store (use
             :func:`write_dataset`).
     """
@@ -175,6 +182,7 @@ class StoreDatasink(Datasink[int]):
     def __init__(self, url: str, graph: FeatureGraph, feature: str, *,
                  batch_size: int = WRITE_BATCH_ROWS) -> None:
         _require_shared(url, f"StoreDatasink({feature!r})", "write_dataset()")
+        check_batch_size(batch_size)
         graph.spec(feature)
         self.url, self.graph, self.feature, self.batch_size = url, graph, feature, batch_size
         self.written = 0
