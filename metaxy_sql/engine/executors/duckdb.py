@@ -55,10 +55,11 @@ class DuckDBExecutor:
         not), as an *in-memory* database with views over the file: every write would vanish
         at close. Such a database has no path in ``duckdb_databases()``.
         """
-        row = self.con.execute(
+        # fetchall: a result left unfinished would block the connection's next statements.
+        rows = self.con.execute(
             "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchone()
-        if row is None or row[0] is None:
+        ).fetchall()
+        if not rows or rows[0][0] is None:
             self.con.close()
             raise ConfigError(
                 f"store {self.url}: {Path(path).absolute()} exists, but it is not a valid "
