@@ -59,6 +59,22 @@ def test_render_prints_the_statement(runner: CliRunner, dialect: str) -> None:
     assert out == resolve_sql(seed.graph, "video/face_crop", get_dialect(dialect))[0]
 
 
+@pytest.mark.parametrize("text", [
+    'entrypoints = ["metaxy_sql.examples.seed"]\n',                       # top-level keys
+    '[tool.metaxy-sql]\nentrypoints = ["metaxy_sql.examples.seed"]\n',    # pyproject's table
+    'entrypoints = "metaxy_sql.examples.seed"\n',                         # one module, a string
+])
+def test_metaxy_sql_toml_forms(runner: CliRunner, tmp_path: Path, text: str) -> None:
+    (tmp_path / "metaxy-sql.toml").write_text(text)
+    assert "video/face_crop" in run(runner, "graph")
+
+
+def test_config_entrypoints_not_module_names(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "metaxy-sql.toml").write_text("entrypoints = [1, 2]\n")
+    out = run(runner, "graph", code=1)
+    assert "entrypoints must be a list of module names" in out and out.count("\n") == 1
+
+
 def test_config_file_store_resolve_and_status(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.metaxy-sql]\nentrypoints = ["metaxy_sql.examples.seed"]\n'
@@ -215,6 +231,25 @@ def test_write_read_and_history(runner: CliRunner, url: str, tmp_path: Path) -> 
         with mx.connect(url, graph=seed.graph, create=False) as store:
             assert got == as_json(store.read("video/full", **kwargs).to_pylist())
     assert len(got) == 4
+
+
+def test_csv_numbers_keep_their_text(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    """CSV has no types: a column is read as numbers only when every cell is the number's own
+    text. An id ``0042`` is another sample than ``42``, so it stays the string it was written
+    as; ``1.50`` stays text too; ``7`` and ``2.5`` are numbers."""
+    (tmp_path / "rows.csv").write_text(
+        'sample_uid,path,metaxy_provenance_by_field\n'
+        '0042,1.50,"{""audio"": ""a1"", ""frames"": ""f1""}"\n'
+        '7,2.5,"{""audio"": ""a2"", ""frames"": ""f2""}"\n')
+    run(runner, *SEED, "--store", url, "write", "video/full", "rows.csv")
+    rows = [json.loads(line) for line in
+            run(runner, *SEED, "--store", url, "read", "video/full").splitlines()]
+    assert sorted((r["sample_uid"], r["path"]) for r in rows) == [("0042", "1.50"), ("7", "2.5")]
+    (tmp_path / "n.csv").write_text('n,x\n42,2.5\n-3,0.25\n')
+    from metaxy_sql.cli.rows import read_rows
+
+    numbers = read_rows(tmp_path / "n.csv", "n.csv")
+    assert numbers.to_pylist() == [{"n": 42, "x": 2.5}, {"n": -3, "x": 0.25}]
 
 
 def test_write_csv_and_unreadable_files(runner: CliRunner, url: str, tmp_path: Path) -> None:

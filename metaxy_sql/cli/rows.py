@@ -46,9 +46,7 @@ def read_rows(path: Path, label: str,
         if kind == "parquet":
             table = _read_parquet(path, on_progress)
         elif kind == "CSV":
-            import pyarrow.csv as pcsv
-
-            table = _by_field_from_json(pcsv.read_csv(path), label)
+            table = _by_field_from_json(_read_csv(path), label)
         else:
             import pyarrow.json as pj
 
@@ -75,6 +73,30 @@ def _read_parquet(path: Path, on_progress: Callable[[int], None] | None) -> pa.T
             if on_progress is not None:
                 on_progress(batch.num_rows)
         return pa.Table.from_batches(batches, schema=file.schema_arrow)
+
+
+def _read_csv(path: Path) -> pa.Table:
+    """A CSV file with Arrow's type inference, except where inference would change a value:
+    a column inferred as a number keeps its text unless every cell is the number's own text
+    (``0042``, ``1.50``, ``1e3`` stay strings: an id ``0042`` read as 42 is another sample)."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    inferred = pcsv.read_csv(path)
+    numeric = [f.name for f in inferred.schema
+               if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+               or pa.types.is_decimal(f.type)]
+    if not numeric:
+        return inferred
+    text = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+        column_types={name: pa.string() for name in numeric}))
+    for name in numeric:
+        index = inferred.column_names.index(name)
+        number, cells = inferred.column(index), text.column(name)
+        same = pc.equal(pc.cast(number, pa.string()), cells)
+        if not pc.all(pc.or_kleene(same, pc.is_null(number))).as_py():
+            inferred = inferred.set_column(index, name, cells)
+    return inferred
 
 
 def _by_field_from_json(table: pa.Table, label: str) -> pa.Table:

@@ -27,7 +27,7 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 @click.argument("feature")
 @click.option("--show", type=click.Choice(list(names.STATUSES)),
               help="Also print rows of one category.")
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--limit", type=click.IntRange(min=0, max=2**62), default=20, show_default=True,
               help="Rows to print with --show (0: all).")
 @click.option("--samples", type=_FILE,
               help="Root features: the current sample set (.parquet, .jsonl or .csv) with the "
@@ -157,7 +157,7 @@ def status(obj: CliContext, fmt: str) -> None:
                    "with --where, e.g. one sample's full history.")
 @click.option("--where", help="A predicate over the feature's columns, e.g. "
                               "\"sample_uid = 'v1'\" (checked with sqlglot, run in the engine).")
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--limit", type=click.IntRange(min=0, max=2**62), default=20, show_default=True,
               help="At most N rows (0: all).")
 @json_format_option
 @common_options

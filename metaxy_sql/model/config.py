@@ -70,8 +70,10 @@ def load_config(path: Path | None = None, *, entrypoints: tuple[str, ...] = (),
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         data = _read_toml(path)
-        table = data.get("tool", {}).get("metaxy-sql", {}) if path.name == "pyproject.toml" \
-            else data
+        # pyproject.toml: the [tool.metaxy-sql] table; metaxy-sql.toml: top-level keys, or
+        # the same [tool.metaxy-sql] table (as the README shows it for pyproject.toml).
+        nested = path.name == "pyproject.toml" or set(data) == {"tool"}
+        table = data.get("tool", {}).get("metaxy-sql", {}) if nested else data
         unknown = sorted(set(table) - {"entrypoints", "store", "hash_algorithm"})
         if unknown:
             raise ConfigError(f"{path}: unknown settings {unknown}; known: entrypoints, store, "
@@ -79,7 +81,13 @@ def load_config(path: Path | None = None, *, entrypoints: tuple[str, ...] = (),
         store_url = table.get("store")
         if store_url is not None:
             store_url = store_relative_to(str(store_url), path.resolve().parent)
-        config = Config(list(table.get("entrypoints", [])), store_url,
+        modules = table.get("entrypoints", [])
+        if isinstance(modules, str):
+            modules = [modules]  # one module given as a string
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            raise ConfigError(f"{path}: entrypoints must be a list of module names, e.g. "
+                              "entrypoints = [\"my_pipeline.features\"]")
+        config = Config(list(modules), store_url,
                         table.get("hash_algorithm", "sha256"), path)
     if os.environ.get(ENV_ENTRYPOINTS):
         config.entrypoints = [e.strip() for e in os.environ[ENV_ENTRYPOINTS].split(",")
