@@ -40,9 +40,16 @@ def _sql_type(executor: Executor, logical: str) -> str:
 def ensure(executor: Executor, table: str, columns: Sequence[tuple[str, str]],
            order_by: Sequence[str], present: set[str] | None = None) -> None:
     """Create the system table ``table`` when it does not exist yet. ``present``: the store's
-    tables, when the caller listed them (the DDL is ``IF NOT EXISTS`` either way)."""
+    tables, when the caller listed them (the DDL is ``IF NOT EXISTS`` either way). Where that
+    DDL is not atomic (Postgres), concurrent creators take turns on ``Dialect.create_lock``:
+    called inside a transaction, the lock is held to its end."""
     if table in (executor.tables() if present is None else present):
         return
+    lock = executor.dialect.create_lock(table)
+    if lock is not None:  # concurrent first writers take turns; later ones find the table
+        executor.execute(executor.dialect.render(lock))
+        if table in executor.tables():
+            return
     typed = [(name, _sql_type(executor, logical)) for name, logical in columns]
     ddl = executor.dialect.system_table_ddl(table_ref(table), typed, order_by)
     executor.execute(executor.dialect.render(ddl))
