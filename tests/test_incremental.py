@@ -414,3 +414,29 @@ def test_missing_tables_refresh_exactly_and_tables_appearing_later(make_store: A
     write_root(store, "video/full", "v3", 1, "s0")
     for key in CHILDREN:
         check(store, key)
+
+
+def test_split_scans_only_where_an_id_written_has_its_newest_row_past_the_watermark() -> None:
+    """A refresh reads a table past its watermark for the ids written to it since only where
+    each such id's newest row must lie there: a table keyed by exactly the increment's grain
+    (the feature's own table, identity and expansion parents). Not an expansion's own table
+    (one child written says nothing of its siblings' rows) nor an aggregation parent (a
+    group's other members lie anywhere); and only on dialects that split."""
+    from metaxy_sql.compile import incremental as sql
+    from metaxy_sql.compile.dialects import get_dialect
+    from metaxy_sql.compile.planner import plan_feature
+    from metaxy_sql.examples.lineage import graph
+
+    duckdb, postgres = get_dialect("duckdb"), get_dialect("postgres")
+    every = dict.fromkeys(["speaker__embedding", "audio__utterance", "video__captioned",
+                           "subtitles__raw", "video__full", "video__chunk"], 5)
+
+    def split(d: Any, key: str, marks: dict[str, int] = every) -> list[str]:
+        return sql.split_tables(d, plan_feature(graph, key), marks)
+
+    assert split(duckdb, "video/captioned") == ["video__captioned", "subtitles__raw",
+                                                 "video__full"]
+    assert split(duckdb, "video/chunk") == ["video__full"]  # not the children's table
+    assert split(duckdb, "speaker/embedding") == ["speaker__embedding"]  # not the members
+    assert split(duckdb, "video/captioned", {"video__full": 5}) == ["video__full"]
+    assert split(postgres, "video/captioned") == []

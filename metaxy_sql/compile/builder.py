@@ -8,6 +8,7 @@ later ``materialize``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -21,6 +22,30 @@ Derived = Mapping[str, frozenset[str]] | None
 #: Per table: column -> engine type as the catalog spells it, for the id columns whose text
 #: enters a hash (aggregation members); a table absent here has ids of unknown type.
 IdTypes = Mapping[str, Mapping[str, str]] | None
+
+
+@dataclass(frozen=True)
+class RecentSplit:
+    """How a partial resolve reads one feature table whose latest rows of some subset ids are
+    known to lie past a watermark (an incremental refresh: the ids the table was written
+    since).
+
+    The rows read are those matching ``since`` (a predicate on the table: past the watermark)
+    and ``recent`` (a predicate on the grain: the ids written since), plus those of the other
+    subset ids, ``rest`` (a predicate on the grain), read like any subset. Exact when every id
+    of ``recent`` has its latest row past the watermark: an id written past a watermark has
+    its newest row there (write positions follow commit order on engines that split).
+    Engines keeping tables in write order (DuckDB) then skip the older row groups for those
+    ids by their min-max index instead of scanning the table's id column.
+    """
+
+    since: exp.Expr
+    recent: exp.Expr
+    rest: exp.Expr
+
+
+#: Per feature table read by a partial resolve: how to split its scan (see RecentSplit).
+Splits = Mapping[str, RecentSplit] | None
 
 
 def table_ref(name: str) -> exp.Table:
@@ -133,9 +158,25 @@ def _stored_or(d: Dialect, derived: Derived, table: str, name: str,
     return exp.alias_(computed, name, quoted=True)
 
 
+def _subset_scan(d: Dialect, select: exp.Select, table: str, subset: exp.Expr | None,
+                 splits: Splits) -> exp.Select | exp.Union:
+    """``select`` (a scan of feature ``table``) restricted to ``subset``: one filter, or, with a
+    split for ``table``, the rows past its watermark of the recent ids UNION ALL the rows of
+    the others (disjoint id sets, so no row is read twice)."""
+    if subset is None:
+        return select
+    split = (splits or {}).get(table)
+    if split is None:
+        return select.where(d.subset_rows(table, subset))
+    recent = select.copy().where(split.since.copy()).where(split.recent.copy())
+    rest = select.where(d.subset_rows(table, split.rest))
+    return exp.union(recent, rest, distinct=False)
+
+
 def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: frozenset[str],
                   subset: exp.Expr | None = None, algorithm: HashAlgorithm = "sha256",
-                  derived: Derived = None, id_types: IdTypes = None) -> exp.Select:
+                  derived: Derived = None, id_types: IdTypes = None,
+                  splits: Splits = None) -> exp.Select | exp.Union:
     keys = u.keys or plan.id_columns
     if u.relation in missing:
         source = None if plan.table in missing else plan.table
@@ -158,9 +199,9 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
         *[_stored_or(d, derived, u.relation, names.data_version_token_column(f),
                      d.map_token(col(names.DATA_VERSION_BY_FIELD), f)) for f in u.fields],
         *carried])
-    for p in [*preds, *([d.subset_rows(u.relation, subset)] if subset is not None else [])]:
+    for p in preds:
         select = select.where(p.copy())
-    return select
+    return _subset_scan(d, select, u.relation, subset, splits)
 
 
 def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
@@ -226,14 +267,15 @@ def _expected_cte(d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm) -> ex
 
 
 def _current_cte(d: Dialect, plan: FeaturePlan, missing: frozenset[str],
-                 subset: exp.Expr | None = None, derived: Derived = None) -> exp.Select:
+                 subset: exp.Expr | None = None, derived: Derived = None,
+                 splits: Splits = None) -> exp.Select | exp.Union:
     if plan.table in missing:
         return _empty(d, plan.id_columns, [names.provenance_column(f) for f in plan.field_keys],
                       names.EXPECTED, plan.grain or plan.id_columns)
     select = latest_rows(plan.table, plan.id_columns, [
         _stored_or(d, derived, plan.table, names.provenance_column(f),
                    d.map_get(col(names.PROVENANCE_BY_FIELD), f)) for f in plan.field_keys])
-    return select.where(d.subset_rows(plan.table, subset)) if subset is not None else select
+    return _subset_scan(d, select, plan.table, subset, splits)
 
 
 def _differs(f: str) -> exp.Expr:
@@ -332,7 +374,7 @@ def _increment_expansion(d: Dialect, plan: FeaturePlan) -> exp.Union:
 def resolve_statement(
     d: Dialect, plan: FeaturePlan, algorithm: HashAlgorithm,
     missing: frozenset[str] = frozenset(), *, subset: exp.Expr | None = None,
-    derived: Derived = None, id_types: IdTypes = None,
+    derived: Derived = None, id_types: IdTypes = None, splits: Splits = None,
 ) -> exp.Select:
     """The one statement yielding the whole increment of ``plan.feature``.
 
@@ -344,7 +386,9 @@ def resolve_statement(
     canonical text (``None``: unknown, cast to text: right for string and integer ids).
     ``subset`` (a checked predicate over ``plan.grain``, see :mod:`metaxy_sql.model.filters`)
     restricts the resolve to those samples: it is pushed into every upstream and the current
-    state, so the result is the full increment filtered to the subset.
+    state, so the result is the full increment filtered to the subset. ``splits`` (with
+    ``subset`` only; table -> :class:`RecentSplit`) read some tables' subset rows in two
+    parts: an incremental refresh's shape, same rows.
 
     Columns: ``metaxy_status`` (new/stale/orphaned), the id columns, the expected (for
     orphaned: stored) ``metaxy_provenance_by_field`` and ``metaxy_provenance``, and
@@ -362,11 +406,12 @@ def resolve_statement(
         *[col(t) for t in plan.carried],
     ).from_(table_ref(names.INCREMENT))
     ctes: list[tuple[str, exp.Expr]] = [
-        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm, derived, id_types))
+        (u.cte, _upstream_cte(d, plan, u, missing, subset, algorithm, derived, id_types,
+                              splits))
         for u in plan.upstreams]
     ctes += [
         (names.EXPECTED, _expected_cte(d, plan, algorithm)),
-        (names.CURRENT, _current_cte(d, plan, missing, subset, derived)),
+        (names.CURRENT, _current_cte(d, plan, missing, subset, derived, splits)),
         (names.INCREMENT, _increment_expansion(d, plan) if plan.is_expansion
          else _increment_full_join(d, plan)),
     ]

@@ -10,13 +10,28 @@ latest state may have changed since; hard deletes take none and force a full reb
 >>> from metaxy_sql.compile.dialects import get_dialect
 >>> from metaxy_sql.compile.planner import plan_feature
 >>> from metaxy_sql.examples.seed import graph
->>> d = get_dialect("duckdb")
 >>> plan = plan_feature(graph, "video/face_crop")
->>> sql = d.render(touched_select(d, plan, {"video__full": 3, "video__face_crop": 7}))
->>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
+>>> marks = {"video__full": 3, "video__face_crop": 7}
+>>> d = get_dialect("postgres")
+>>> print(d.render(touched_select(d, plan, marks)))  # doctest: +NORMALIZE_WHITESPACE
 SELECT "sample_uid" FROM "video__face_crop" WHERE "metaxy_write_seq" > 7
 UNION
 SELECT "sample_uid" FROM "video__full" WHERE "metaxy_write_seq" > 3
+
+Where the dialect splits scans (DuckDB), each id also says which tables it was written to:
+
+>>> d = get_dialect("duckdb")
+>>> print(d.render(touched_select(d, plan, marks)))  # doctest: +NORMALIZE_WHITESPACE
+SELECT "sample_uid", MAX("metaxy_recent_0") AS "metaxy_recent_0",
+  MAX("metaxy_recent_1") AS "metaxy_recent_1"
+FROM (
+  SELECT "sample_uid", 1 AS "metaxy_recent_0", 0 AS "metaxy_recent_1"
+  FROM "video__face_crop" WHERE "metaxy_write_seq" > 7
+  UNION ALL
+  SELECT "sample_uid", 0 AS "metaxy_recent_0", 1 AS "metaxy_recent_1"
+  FROM "video__full" WHERE "metaxy_write_seq" > 3
+) AS "touched"
+GROUP BY "sample_uid"
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
-from metaxy_sql.compile.builder import col, ids_in, ids_of, table_ref
+from metaxy_sql.compile.builder import RecentSplit, col, ids_in, ids_of, table_ref
 from metaxy_sql.compile.dialects.base import Dialect, lit
 from metaxy_sql.compile.planner import FeaturePlan
 from metaxy_sql.model import names
@@ -44,6 +59,30 @@ def tables_touched(plan: FeaturePlan) -> set[str]:
     return {plan.table, *(u.relation for u in plan.upstreams if not u.is_samples)}
 
 
+def recent_flag(i: int) -> str:
+    """Column of the touched-ids table: 1 when the id was written to the ``i``-th table of
+    :func:`split_tables` since its watermark, else 0."""
+    return f"metaxy_recent_{i}"
+
+
+def split_tables(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]) -> list[str]:
+    """The tables whose scan a refresh splits (``Dialect.splits_recent_rows``; see
+    ``builder.RecentSplit``), in flag order: tables keyed by exactly the grain, so that an id
+    written to one since its watermark has its newest row there: the feature's own table
+    (not an expansion's: one child written says nothing of its siblings) and its identity
+    and expansion parents, each with a watermark in ``marks``. Aggregation parents are not
+    split (a group's other members lie anywhere)."""
+    if not d.splits_recent_rows:
+        return []
+    grain = set(plan.grain or plan.id_columns)
+    out = [plan.table] if plan.table in marks and not plan.is_expansion else []
+    for u in plan.upstreams:
+        if (not u.is_samples and u.lineage != "aggregation" and u.relation in marks
+                and set(u.member_ids) == grain and u.relation not in out):
+            out.append(u.relation)
+    return out
+
+
 def touched_select(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]) -> exp.Select:
     """Grain ids of ``plan.feature`` whose increment rows may differ from those computed at
     watermarks ``marks`` (feature table -> watermark; tables not listed are not read). When
@@ -57,28 +96,62 @@ def touched_select(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]) -> e
     - aggregation parents: the group of *every* stored row of a member written since, so a
       member that moved contributes its old group (from its earlier rows) and its new one.
 
+    Where the dialect splits scans (:func:`split_tables`), one row per grain id with a flag
+    column per split table (:func:`recent_flag`): whether the id was written to it since.
+
     Rows written past the watermarks but before the statement runs are included too: a superset
     of the changed ids re-resolves exactly.
     """
     grain = plan.grain or plan.id_columns
+    split = split_tables(d, plan, marks)
     parts: list[exp.Select] = []
+
+    def flagged(select: exp.Select, table: str | None) -> exp.Select:
+        return select.select(*[
+            exp.alias_(exp.Literal.number(1 if t == table else 0), recent_flag(i), quoted=True)
+            for i, t in enumerate(split)]) if split else select
+
     if plan.table in marks:
-        parts.append(ids_of(plan.table, grain).where(_since(d, marks[plan.table])))
+        parts.append(flagged(ids_of(plan.table, grain).where(_since(d, marks[plan.table])),
+                             plan.table))
     for u in plan.upstreams:
         if u.is_samples or u.relation not in marks:
             continue
         since = _since(d, marks[u.relation])
         if u.lineage == "aggregation":
             moved = ids_of(u.relation, u.member_ids).where(since)
-            parts.append(ids_of(u.relation, grain).where(ids_in(u.member_ids, moved)))
+            parts.append(flagged(ids_of(u.relation, grain).where(ids_in(u.member_ids, moved)),
+                                 None))
         else:
-            parts.append(ids_of(u.relation, grain).where(since))
+            parts.append(flagged(ids_of(u.relation, grain).where(since), u.relation))
     if not parts:
         return ids_of(plan.table, grain).where(exp.false())
     result: exp.Select = parts[0]
     for p in parts[1:]:
-        result = exp.union(result, p, distinct=True)  # type: ignore[assignment]
-    return result
+        result = exp.union(result, p, distinct=not split)  # type: ignore[assignment]
+    if not split:
+        return result
+    return exp.select(*[col(c) for c in grain], *[
+        exp.alias_(exp.Max(this=col(recent_flag(i))), recent_flag(i), quoted=True)
+        for i in range(len(split))]).from_(
+        exp.Subquery(this=result, alias=exp.TableAlias(
+            this=exp.to_identifier("touched", quoted=True)))).group_by(*[col(c) for c in grain])
+
+
+def partial_subset(d: Dialect, plan: FeaturePlan, touched: str, marks: Mapping[str, int]
+                   ) -> tuple[exp.Expr, dict[str, RecentSplit]]:
+    """The subset and scan splits of a refresh's partial resolve: the grain ids of the
+    session-local table ``touched`` (built by :func:`touched_select` with the same ``marks``),
+    and per :func:`split_tables` table, the ids written to it since (read past its
+    watermark) apart from the others (read by id)."""
+    grain = plan.grain or plan.id_columns
+    splits: dict[str, RecentSplit] = {}
+    for i, t in enumerate(split_tables(d, plan, marks)):
+        def ids(flag: int, i: int = i) -> exp.Expr:
+            return ids_in(grain, ids_of(touched, grain).where(exp.EQ(
+                this=col(recent_flag(i)), expression=exp.Literal.number(flag))))
+        splits[t] = RecentSplit(since=_since(d, marks[t]), recent=ids(1), rest=ids(0))
+    return touched_subset(grain, touched), splits
 
 
 def touched_subset(grain: Sequence[str], relation: str) -> exp.Expr:

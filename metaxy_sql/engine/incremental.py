@@ -7,7 +7,9 @@ A refresh of ``<feature table>__incremental``:
 2. if the table can be refreshed incrementally, stores the touched grain ids in a
    session-local table (``compile.incremental.touched_select``: rows past the old
    watermarks, mapped to the increment's grain), deletes those ids' rows and inserts their
-   partial resolve (one statement, ``grain IN (touched)`` pushed into every upstream);
+   partial resolve (one statement, ``grain IN (touched)`` pushed into every upstream; where
+   the dialect splits scans, a table's rows of the ids written to it since are read past its
+   watermark and only the other touched ids are looked up by id: ``builder.RecentSplit``);
 3. otherwise rebuilds the table from the full resolve, and says why (``Refresh.reason``);
 4. records the new watermarks with a fingerprint of the full resolve statement.
 
@@ -82,8 +84,8 @@ class StoreLike(Protocol):
     def catalog(self, feature: str, tables: set[str] | None = None) -> Catalog: ...
 
     def compiled(self, feature: str, catalog: Catalog, *, where: str | None = None,
-                 ids: Any = None, subset: exp.Expr | None = None
-                 ) -> tuple[str, exp.Select]: ...
+                 ids: Any = None, subset: exp.Expr | None = None,
+                 splits: builder.Splits = None) -> tuple[str, exp.Select]: ...
 
 
 @dataclass(frozen=True)
@@ -197,8 +199,8 @@ def _replace(store: StoreLike, feature: str, relation: str, catalog: Catalog,
         if n:
             _checkpoint("before delete")
             ex.execute(d.render(sql.delete_touched(relation, grain, touched)))
-            partial = store.compiled(feature, catalog,
-                                     subset=sql.touched_subset(grain, touched))[1]
+            subset, splits = sql.partial_subset(d, plan, touched, old)
+            partial = store.compiled(feature, catalog, subset=subset, splits=splits)[1]
             _checkpoint("before insert")
             ex.execute(d.render(sql.insert_resolved(relation, partial)))
     except BaseException:

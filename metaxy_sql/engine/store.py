@@ -205,14 +205,16 @@ class Store:
                          mode=report.mode, refresh=report, column_types=column_types)
 
     def compiled(self, feature: str, catalog: Catalog, *, where: str | None = None,
-                 ids: Any = None, subset: exp.Expr | None = None) -> tuple[str, exp.Select]:
+                 ids: Any = None, subset: exp.Expr | None = None,
+                 splits: builder.Splits = None) -> tuple[str, exp.Select]:
         """``compile_resolve`` of ``feature`` against ``catalog``: (SQL text with header,
         statement), reused while nothing it depends on changes.
 
         The statement is a function of the definitions (fixed per store object: a new graph
         is a new :meth:`with_graph` store), the dialect, the digest, the catalog (tables
         present, their columns and id types, sample columns: read from the store by the
-        caller on every call) and the subset (``where``, ``subset``); so a cached statement
+        caller on every call) and the subset (``where``, ``subset``, ``splits``: see
+        ``compile_resolve``); so a cached statement
         is reused only when all of these are equal. Calls with ``ids`` are compiled afresh.
         Callers must not modify the returned statement in place.
 
@@ -222,13 +224,16 @@ class Store:
         key: tuple[object, ...] | None = None
         if ids is None:
             key = (feature, _catalog_key(catalog), where,
-                   None if subset is None else subset.sql(identify=True))
+                   None if subset is None else subset.sql(identify=True),
+                   None if not splits else tuple(
+                       (t, s.since.sql(identify=True), s.recent.sql(identify=True),
+                        s.rest.sql(identify=True)) for t, s in sorted(splits.items())))
             hit = self._compiled.get(key)
             if hit is not None:
                 return hit
         result = compile_resolve(self.graph, feature, self.executor.dialect,
                                  self.hash_algorithm, catalog, where=where, ids=ids,
-                                 subset=subset)
+                                 subset=subset, splits=splits)
         if key is not None:
             if len(self._compiled) >= _COMPILED_CACHE_SIZE:
                 self._compiled.pop(next(iter(self._compiled)))  # the oldest entry

@@ -182,8 +182,8 @@ def incremental_statements(graph: FeatureGraph, key: str, dialect: Dialect,
     rebuild = dialect.incremental_table_ddl(builder.table_ref(relation), full, grain)
     marks = marks if marks is not None else dict.fromkeys(tables_read(graph, key), 0)
     touched = names.touched(relation)
-    partial = resolve_sql(graph, key, dialect, algorithm,
-                          subset=incremental_sql.touched_subset(grain, touched))[1]
+    subset, splits = incremental_sql.partial_subset(dialect, plan, touched, marks)
+    partial = resolve_sql(graph, key, dialect, algorithm, subset=subset, splits=splits)[1]
     refresh: list[exp.Expr] = [
         dialect.temporary_table_as(builder.table_ref(touched),
                                    incremental_sql.touched_select(dialect, plan, marks)),

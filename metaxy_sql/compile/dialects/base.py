@@ -73,6 +73,11 @@ class Dialect:
     #: Column whose value orders a table's rows by the time they became visible: the rows
     #: past a refresh's watermark are exactly those written since (``compile.incremental``).
     watermark_column: str = "metaxy_write_seq"
+    #: An incremental refresh reads the rows past a table's watermark for the ids written to
+    #: it since (their newest rows lie there), and looks up only the other touched ids by id
+    #: (``builder.RecentSplit``). Worth it where a filter on the watermark column skips the
+    #: older parts of a table for free (DuckDB: min-max index of tables kept in write order).
+    splits_recent_rows: bool = False
 
     # -- types ------------------------------------------------------------------------------
     text_type = "TEXT"
