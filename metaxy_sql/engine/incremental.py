@@ -172,6 +172,10 @@ def refresh(store: StoreLike, feature: str, relation: str | None = None, *,
             result = Refresh(feature, relation, "full", reason)
         else:
             assert old is not None
+            if marks == old.marks:
+                # nothing written or deleted since (the touched ids are the rows past the old
+                # watermarks): the table and its recorded state stay as they are
+                return Refresh(feature, relation, "incremental", touched=0)
             marks = _settled(store, feature, marks, old.marks, pending)
             touched = _replace(store, feature, relation, catalog, old.marks)
             result = Refresh(feature, relation, "incremental", touched=touched)
