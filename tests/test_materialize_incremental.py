@@ -185,6 +185,9 @@ def test_cli_materialize_as_incremental(engine: str, runner: CliRunner,
     assert "new 0, stale 0, orphaned 0" in out
     sources = yaml.safe_load((tmp_path / "s.yml").read_text())["sources"][0]["tables"]
     assert [t["name"] for t in sources] == [incremental.relation_name(k) for k in CHILDREN]
+    for t, k in zip(sources, CHILDREN, strict=True):  # a table only as fresh as its refresh
+        assert t["meta"]["metaxy_refresh"] == f"metaxy-sql materialize {k} --as incremental"
+        assert "As of its last refresh" in t["description"]
     store.write(V, store.resolve_update(V, samples=samples(
         {**BASE, "v7": {"audio": "a", "frames": "f"}})).new)
     out = run(C, "--as", "incremental")

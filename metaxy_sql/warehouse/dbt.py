@@ -48,7 +48,12 @@ def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
     lines += [f"    description: {_q('Increments of metaxy-sql features (materialize)')}",
               "    tables:" if kept else "    tables: []"]
     for a in kept:
-        text = f"Increment of {a.feature} ({a.kind}). {graph.spec(a.feature).description or ''}"
+        refresh = f"metaxy-sql materialize {a.feature} --as incremental"
+        text = f"Increment of {a.feature} ({a.kind}). "
+        if a.kind == "incremental":
+            # a table, not a view: writes since its last refresh are not in it
+            text += f"As of its last refresh: run `{refresh}` (or resolve_update) first. "
+        text += graph.spec(a.feature).description or ""
         lines += [
             f"      - name: {_q(a.relation)}",
             f"        description: {_q(text.strip())}",
@@ -56,6 +61,7 @@ def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
             f"          metaxy_feature: {_q(a.feature)}",
             f"          metaxy_feature_version: {_q(graph.feature_version(a.feature))}",
             f"          materialized: {_q(a.kind)}",
+            *([f"          metaxy_refresh: {_q(refresh)}"] if a.kind == "incremental" else []),
             "        columns:",
         ]
         for column, about in _columns(graph, a.feature):
