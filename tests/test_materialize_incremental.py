@@ -260,8 +260,8 @@ def test_rendered_refresh_is_what_runs(make_store: Any) -> None:
         del ex.execute
     # rendered at the watermarks the refresh started from (a split scan names them)
     _, refresh = incremental_statements(seed.graph, C, d, "sha256", dict(state.marks))
-    create, delete, insert, drop = (d.render(s) for s in refresh)
-    assert delete in sent and drop in sent
+    create, delete, *settings, insert, drop = (d.render(s) for s in refresh)
+    assert delete in sent and drop in sent and all(s in sent for s in settings)
     assert create.split("WHERE")[0] in "".join(sent)
     if not d.derives_field_columns:
         assert insert in sent

@@ -138,20 +138,35 @@ def touched_select(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]) -> e
             this=exp.to_identifier("touched", quoted=True)))).group_by(*[col(c) for c in grain])
 
 
+def _mark_name(i: int) -> str:
+    return f"metaxy_mark_{i}"
+
+
 def partial_subset(d: Dialect, plan: FeaturePlan, touched: str, marks: Mapping[str, int]
                    ) -> tuple[exp.Expr, dict[str, RecentSplit]]:
     """The subset and scan splits of a refresh's partial resolve: the grain ids of the
     session-local table ``touched`` (built by :func:`touched_select` with the same ``marks``),
     and per :func:`split_tables` table, the ids written to it since (read past its
-    watermark) apart from the others (read by id)."""
+    watermark, ``Dialect.watermark_reference``: run :func:`partial_settings` first) apart
+    from the others (read by id)."""
     grain = plan.grain or plan.id_columns
     splits: dict[str, RecentSplit] = {}
     for i, t in enumerate(split_tables(d, plan, marks)):
         def ids(flag: int, i: int = i) -> exp.Expr:
             return ids_in(grain, ids_of(touched, grain).where(exp.EQ(
                 this=col(recent_flag(i)), expression=exp.Literal.number(flag))))
-        splits[t] = RecentSplit(since=_since(d, marks[t]), recent=ids(1), rest=ids(0))
+        since = exp.GT(this=col(d.watermark_column),
+                       expression=d.watermark_reference(_mark_name(i), marks[t]))
+        splits[t] = RecentSplit(since=since, recent=ids(1), rest=ids(0))
     return touched_subset(grain, touched), splits
+
+
+def partial_settings(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]
+                     ) -> list[exp.Expr]:
+    """Statements to run before the partial resolve of :func:`partial_subset` (same
+    ``marks``): the watermark values it reads (``Dialect.watermark_settings``)."""
+    return d.watermark_settings({_mark_name(i): marks[t]
+                                 for i, t in enumerate(split_tables(d, plan, marks))})
 
 
 def touched_subset(grain: Sequence[str], relation: str) -> exp.Expr:

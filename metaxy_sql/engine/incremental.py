@@ -205,8 +205,10 @@ def _replace(store: StoreLike, feature: str, relation: str, catalog: Catalog,
             ex.execute(d.render(sql.delete_touched(relation, grain, touched)))
             subset, splits = sql.partial_subset(d, plan, touched, old)
             partial = store.compiled(feature, catalog, subset=subset, splits=splits)[1]
+            for setting in sql.partial_settings(d, plan, old):
+                ex.execute(d.render(setting))
             _checkpoint("before insert")
-            ex.execute(d.render(sql.insert_resolved(relation, partial)))
+            ex.execute(_insert_text(d, relation, partial))
     except BaseException:
         # The statement's own error is the one to report: after it, DuckDB refuses any
         # statement in the aborted transaction (its rollback drops the temporary table), and
@@ -216,6 +218,25 @@ def _replace(store: StoreLike, feature: str, relation: str, catalog: Catalog,
         raise
     ex.execute(d.render(d.drop_temporary(touched)))
     return n
+
+
+#: Rendered ``INSERT`` of a partial resolve per (dialect, table, statement): the statement
+#: comes from the store's compiled cache (the same object while nothing it depends on
+#: changes), so it is rendered once. The statement is held, so its id() is not reused.
+_INSERTS: dict[tuple[str, str, int], tuple[exp.Select, str]] = {}
+_INSERTS_SIZE = 64
+
+
+def _insert_text(d: Any, relation: str, partial: exp.Select) -> str:
+    key = (d.name, relation, id(partial))
+    hit = _INSERTS.get(key)
+    if hit is not None and hit[0] is partial:
+        return hit[1]
+    text = str(d.render(sql.insert_resolved(relation, partial)))
+    if len(_INSERTS) >= _INSERTS_SIZE:
+        _INSERTS.pop(next(iter(_INSERTS)))
+    _INSERTS[key] = (partial, text)
+    return text
 
 
 def _scalar(ex: Executor, query: exp.Select) -> object:

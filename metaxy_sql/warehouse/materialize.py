@@ -165,8 +165,9 @@ def incremental_statements(graph: FeatureGraph, key: str, dialect: Dialect,
       resolve, with its indexes (first build, or whenever incremental would not be exact);
     - refresh: the grain ids touched since ``marks`` (feature table -> watermark; default 0
       for every table read) into a session-local table, then their rows deleted and
-      re-inserted from the partial resolve of those ids (one statement), then the
-      session-local table dropped.
+      re-inserted from the partial resolve of those ids (one statement; on DuckDB after
+      setting the watermarks it reads as session variables), then the session-local table
+      dropped.
 
     Returns:
         (rebuild statements, refresh statements).
@@ -188,6 +189,7 @@ def incremental_statements(graph: FeatureGraph, key: str, dialect: Dialect,
         dialect.temporary_table_as(builder.table_ref(touched),
                                    incremental_sql.touched_select(dialect, plan, marks)),
         incremental_sql.delete_touched(relation, grain, touched),
+        *incremental_sql.partial_settings(dialect, plan, marks),
         incremental_sql.insert_resolved(relation, partial),
         dialect.drop_temporary(touched)]
     return rebuild, refresh

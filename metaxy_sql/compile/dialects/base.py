@@ -273,6 +273,18 @@ class Dialect:
         selecting the same rows."""
         return subset.copy()
 
+    def watermark_reference(self, name: str, mark: int) -> exp.Expr:
+        """The value ``mark`` of the watermark called ``name`` as it appears in a refresh's
+        partial resolve: a literal by default. A dialect that reads it from a session
+        variable instead (set by :meth:`watermark_settings` before the statement runs) keeps
+        the statement's text the same from one refresh to the next, so it is compiled once."""
+        return exp.Literal.number(mark)
+
+    def watermark_settings(self, marks: Mapping[str, int]) -> list[exp.Expr]:
+        """Statements giving the watermarks ``marks`` (name -> value) their values before a
+        partial resolve reads them through :meth:`watermark_reference` (none by default)."""
+        return []
+
     def write_lock(self, table: str) -> exp.Expr | None:
         """A statement run first in a write transaction to serialize writers of ``table``
         (superseding rows must see every row committed before it)."""

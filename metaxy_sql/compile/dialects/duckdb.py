@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
@@ -47,6 +47,17 @@ class DuckDBDialect(Dialect):
         inner = exp.select(rowid.copy()).from_(exp.Table(this=exp.to_identifier(
             table, quoted=True))).where(subset.copy())
         return exp.In(this=rowid, query=exp.Subquery(this=inner))
+
+    def watermark_reference(self, name: str, mark: int) -> exp.Expr:
+        # getvariable() is folded to a constant when the statement is planned, so the
+        # min-max index still skips older row groups (as with a literal), and the statement's
+        # text stays the same across refreshes (compiled and rendered once).
+        return call("getvariable", lit(name))
+
+    def watermark_settings(self, marks: Mapping[str, int]) -> list[exp.Expr]:
+        return [exp.Set(expressions=[exp.SetItem(
+            this=exp.EQ(this=exp.column(name, quoted=True), expression=exp.Literal.number(v)),
+            kind="VARIABLE")]) for name, v in sorted(marks.items())]
 
     def byte_length(self, text: exp.Expr) -> exp.Expr:
         # length() counts characters; strlen() counts bytes.
