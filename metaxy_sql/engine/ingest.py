@@ -19,6 +19,14 @@ from metaxy_sql.model.definitions import SYSTEM_PREFIX, check_column
 
 #: Columns a writer may pass; everything else with the system prefix is rejected.
 ACCEPTED_SYSTEM_COLUMNS = (names.PROVENANCE_BY_FIELD, names.DATA_VERSION_BY_FIELD)
+#: Columns the store computes from the row, which a written row may carry only with that value.
+HASH_COLUMNS = (names.PROVENANCE, names.DATA_VERSION)
+#: Columns describing the row a write appends (time, position, definitions), which a written row
+#: may carry only as read from the store: equal to those of the id's latest stored row
+#: (``metaxy_feature_version`` also: equal to the version of the definitions writing).
+STORED_COLUMNS = (names.CREATED_AT, names.WRITE_SEQ, names.FEATURE_VERSION)
+#: Staged column numbering the written rows (to name the first offending one).
+ROW = "metaxy_row"
 #: Columns recomputed by the engine (or increment-only) and therefore dropped on write.
 DROPPED_SYSTEM_COLUMNS = (
     names.PROVENANCE, names.DATA_VERSION, names.FEATURE_VERSION, names.CREATED_AT,
@@ -263,3 +271,90 @@ def check_id_types(table: pa.Table, feature: str, id_columns: Sequence[str]) -> 
                 "an id type (ids enter hashes as text, and only strings, integers, booleans, "
                 f"decimals, dates and timestamps have one spelling on every engine); {hint}")
     return table
+
+
+def given_system_values(table: pa.Table, feature: str, id_columns: Sequence[str],
+                        field_keys: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+    """The values of the checked system columns written rows carry (``HASH_COLUMNS``,
+    ``STORED_COLUMNS``, ``metaxy_deleted``), for the store to check against what it records;
+    columns holding only nulls are left out (a null is no value: the store fills it in).
+
+    Checked here: types; ``metaxy_deleted`` false; the increment-only ``metaxy_status`` and
+    ``metaxy_changed_fields`` hold what an increment hands out (they are not stored).
+
+    Raises:
+        DataError: naming feature, column, first offending row and id, and the fix.
+    """
+    given: dict[str, pa.ChunkedArray] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if column.null_count == len(column):
+            continue
+        t = column.type
+        if name in (*HASH_COLUMNS, names.FEATURE_VERSION, names.STATUS):
+            if not (_is_string(t) or pa.types.is_dictionary(t)):
+                raise _type_refused(feature, name, t, "text")
+            given[name] = column.cast(pa.string())
+        elif name == names.DELETED:
+            if not pa.types.is_boolean(t):
+                raise _type_refused(feature, name, t, "boolean")
+            if pc.any(column).as_py():
+                row = _first(pc.fill_null(column, False))
+                raise DataError(
+                    f"feature {feature!r}: column {name!r} row {row} "
+                    f"({row_id(table, id_columns, row)}) is true: a write records live rows "
+                    f"and never a deletion; use store.delete({feature!r}, ids) to delete, and "
+                    f"drop the column {name!r} from written rows")
+        elif name == names.WRITE_SEQ:
+            if not pa.types.is_integer(t):
+                raise _type_refused(feature, name, t, "integer")
+            given[name] = column.cast(pa.int64())
+        elif name == names.CREATED_AT:
+            if not pa.types.is_timestamp(t):
+                raise _type_refused(feature, name, t, "timestamp")
+            given[name] = column
+        elif name == names.CHANGED_FIELDS:
+            _check_changed_fields(table, feature, id_columns, field_keys)
+    if names.STATUS in given:
+        status = given.pop(names.STATUS)
+        bad = pc.invert(pc.fill_null(pc.is_in(status, pa.array(names.STATUSES)), True))
+        if pc.any(bad).as_py():
+            row = _first(bad)
+            raise DataError(
+                f"feature {feature!r}: column {names.STATUS!r} row {row} "
+                f"({row_id(table, id_columns, row)}): {status[row].as_py()!r} is not a status "
+                f"an increment hands out ({', '.join(names.STATUSES)}); drop the column (it "
+                "is not stored)")
+    return given
+
+
+def _check_changed_fields(table: pa.Table, feature: str, id_columns: Sequence[str],
+                          field_keys: Sequence[str]) -> None:
+    column = table.column(names.CHANGED_FIELDS)
+    t = column.type
+    if not ((pa.types.is_list(t) or pa.types.is_large_list(t))
+            and (_is_string(t.value_type) or pa.types.is_null(t.value_type))):
+        raise _type_refused(feature, names.CHANGED_FIELDS, t, "list of field keys")
+    for row, value in enumerate(column.to_pylist()):
+        unknown = [f for f in value or () if f not in field_keys]
+        if unknown:
+            raise DataError(
+                f"feature {feature!r}: column {names.CHANGED_FIELDS!r} row {row} "
+                f"({row_id(table, id_columns, row)}) names {unknown}, which are not fields of "
+                f"the feature ({list(field_keys)}); drop the column (it is not stored)")
+
+
+def _type_refused(feature: str, column: str, t: pa.DataType, wanted: str) -> DataError:
+    return DataError(f"feature {feature!r}: column {column!r} is given as {t}, where the store "
+                     f"records {wanted}; drop the column: the store computes it")
+
+
+def _first(mask: pa.ChunkedArray | pa.Array) -> int:
+    """Index of the first true value of ``mask`` (which has one)."""
+    return int(pc.index(mask, True).as_py())
+
+
+def row_id(table: pa.Table, id_columns: Sequence[str], row: int) -> str:
+    """``id {...}`` of ``row`` of ``table``, for messages."""
+    return "id " + repr({c: table.column(c)[row].as_py() for c in id_columns
+                         if c in table.column_names})

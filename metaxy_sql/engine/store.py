@@ -301,16 +301,48 @@ class Store:
         Rows need the id columns and ``metaxy_provenance_by_field`` (rows of an increment carry
         it). A writer may add ``metaxy_data_version_by_field`` to override the data version of
         some fields (e.g. a content hash), which stops propagation when the output is unchanged.
+
+        Exact writes: a value the rows give is stored as given or refused, never replaced.
+        Other ``metaxy_*`` columns are taken only when each (non-null) value is what the store
+        records for that row, so rows of an increment or of :meth:`read` write back as they
+        are:
+
+        - ``metaxy_provenance``, ``metaxy_data_version``: equal to the hash the engine computes
+          from the row's per-field maps.
+        - ``metaxy_deleted``: false (a write never deletes: use :meth:`delete`).
+        - ``metaxy_created_at``, ``metaxy_write_seq``: equal to those of the id's latest
+          stored row (the row was read from this store; the new row gets the write's own time
+          and position, the row read keeps its own in the history).
+        - ``metaxy_feature_version``: the version of the definitions writing, or that of the
+          id's latest stored row.
+        - ``metaxy_status``, ``metaxy_changed_fields`` (increment annotations, not stored): a
+          status an increment hands out, field keys of the feature.
+        - ``metaxy_superseded`` and unknown ``metaxy_*`` names: refused.
+
+        Args:
+            feature: feature key.
+            data: rows: Arrow table or batch, polars, pandas, a list of dicts or pydantic
+                models, an increment part.
+
+        Returns:
+            The number of rows written.
+
+        Raises:
+            DataError: rows lack ids or provenance, a type does not fit the stored one, or a
+                ``metaxy_*`` value differs from what the store records (naming feature,
+                column, first offending row and id, and the fix).
         """
         spec = self.graph.spec(feature)
-        table = ingest.split_system_columns(ingest.to_arrow(data, feature=feature), feature)
+        rows = ingest.to_arrow(data, feature=feature)
+        table = ingest.split_system_columns(rows, feature)
         if table.num_rows == 0 and table.num_columns == 0:
             return 0  # no rows at all (an empty list): nothing to write
         table = ingest.check_id_types(table, feature, spec.id_columns)
         ingest.check_ids(table, feature, spec.id_columns, unique=True)
         ingest.check_column_names(table.column_names, feature, spec.id_columns)
-        self._require_by_field(table, feature)
         fields = self.graph.field_keys(feature)
+        given = ingest.given_system_values(rows, feature, spec.id_columns, fields)
+        self._require_by_field(table, feature)
         table = ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD, fields,
                                       complete=True)
         has_dv = names.DATA_VERSION_BY_FIELD in table.column_names
@@ -337,9 +369,18 @@ class Store:
                 write_seq=write_seq, algorithm=self.hash_algorithm)
 
         columns = [*spec.id_columns, *user_columns, *names.SYSTEM_COLUMNS]
+        staged = table
+        if given:  # numbered, with the given hashes, for _check_given
+            staged = staged.append_column(ingest.ROW, pa.array(range(table.num_rows), pa.int64()))
+            for c in ingest.HASH_COLUMNS:
+                if c in given:
+                    staged = staged.append_column(_given(c), given[c])
 
         def attempt() -> None:
-            with self.executor.transaction(), self._staged(feature, table):
+            with self.executor.transaction(), self._staged(feature, staged):
+                if given:  # before anything is created or appended
+                    self.check_hash_algorithm()
+                    self._check_given(feature, rows, given, has_dv)
                 self.check_hash_algorithm(record=True)
                 self._ensure_table(feature, select(0, self._now()), user_columns)
                 self._record_types(feature, new_types)
@@ -353,11 +394,105 @@ class Store:
         self._retrying(attempt)
         return int(table.num_rows)
 
+    def _check_given(self, feature: str, rows: pa.Table, given: Mapping[str, pa.ChunkedArray],
+                     has_dv: bool) -> None:
+        """Each value of a checked system column in written ``rows`` (staged, numbered) is what
+        the store records for its row: hashes as the engine computes them from the staged row;
+        write time, position and an older feature version as the id's latest stored row has
+        them (the row was read from this store). Nulls are no value.
+
+        Raises:
+            DataError: naming feature, column, first offending row and id, and the fix.
+        """
+        spec, d = self.graph.spec(feature), self.executor.dialect
+        hashes = [c for c in ingest.HASH_COLUMNS if c in given]
+        if hashes:
+            computed = builder.write_select(
+                d, staged=names.staged(feature), id_columns=spec.id_columns,
+                user_columns=[ingest.ROW, *[_given(c) for c in hashes]],
+                field_keys=self.graph.field_keys(feature), has_data_version=has_dv,
+                feature_version="", created_at=_EPOCH, write_seq=0,
+                algorithm=self.hash_algorithm)
+            differs = [exp.and_(exp.Not(this=exp.Is(this=builder.col(_given(c)),
+                                                    expression=exp.Null())),
+                                exp.NEQ(this=builder.col(_given(c)), expression=builder.col(c)))
+                       for c in hashes]
+            query = (exp.select(builder.col(ingest.ROW), *[builder.col(c) for c in hashes])
+                     .from_(computed.subquery("computed", copy=False))
+                     .where(exp.or_(*differs)).order_by(builder.col(ingest.ROW)).limit(1))
+            found = self.executor.fetch(d.render(query)).to_pylist()
+            if found:
+                row = int(found[0][ingest.ROW])
+                for c in hashes:
+                    value = given[c][row].as_py()
+                    if value is not None and value != found[0][c]:
+                        raise DataError(
+                            f"feature {feature!r}: column {c!r} row {row} "
+                            f"({ingest.row_id(rows, spec.id_columns, row)}) is {value!r}, but "
+                            f"the store computes {found[0][c]!r} from the row's "
+                            f"{_SOURCE[c]}; drop the column {c!r}: the store computes it")
+        described = {c: given[c] for c in ingest.STORED_COLUMNS if c in given}
+        if names.FEATURE_VERSION in described:  # the version of the definitions writing: as is
+            current = pa.scalar(self.graph.feature_version(feature))
+            version = described[names.FEATURE_VERSION]
+            if not pc.any(pc.not_equal(version, current)).as_py():
+                del described[names.FEATURE_VERSION]
+        if not described:
+            return
+        table, staged = names.table(feature), names.staged(feature)
+        latest = pa.table({ingest.ROW: pa.array([], pa.int64())})
+        if table in self.executor.tables():
+            query = exp.select(
+                builder.col(ingest.ROW, "s"), *[builder.col(c, "t") for c in described]
+            ).from_(exp.alias_(builder.table_ref(staged), "s", table=True)).join(
+                builder.latest_rows(table, spec.id_columns, [builder.col(c) for c in described]
+                                    ).subquery("t", copy=False),
+                on=builder.ids_equal("s", "t", spec.id_columns))
+            latest = self.executor.fetch(d.render(query))
+        numbered = pa.table({ingest.ROW: pa.array(range(rows.num_rows), pa.int64())})
+        latest = latest.set_column(0, ingest.ROW, latest.column(0).cast(pa.int64()))
+        latest = numbered.join(latest, ingest.ROW, join_type="left outer").sort_by(ingest.ROW)
+        for c, values in described.items():
+            stored = latest.column(c) if c in latest.column_names else pa.nulls(rows.num_rows)
+            left, right = _comparable(c, values, stored, feature)
+            differs = pc.and_(pc.is_valid(left), pc.invert(pc.fill_null(
+                pc.equal(left, right), False)))
+            if c == names.FEATURE_VERSION:
+                differs = pc.and_(differs, pc.not_equal(
+                    left, pa.scalar(self.graph.feature_version(feature))))
+            if pc.any(differs).as_py():
+                row = int(pc.index(differs, True).as_py())
+                what = {names.CREATED_AT: "stamps each write with its own time",
+                        names.WRITE_SEQ: "gives each write its position in the write order",
+                        names.FEATURE_VERSION: "records the feature version of the definitions "
+                                               "writing"}[c]
+                was = right[row].as_py()
+                raise DataError(
+                    f"feature {feature!r}: column {c!r} row {row} "
+                    f"({ingest.row_id(rows, spec.id_columns, row)}) is {left[row].as_py()!r}, "
+                    + (f"but the id's latest stored row has {was!r}" if was is not None
+                       else "and the store holds no live row of that id")
+                    + f"; the store {what}, and takes this column only as read back from the "
+                    f"id's latest row. Drop the column {c!r} (use copy to move rows between "
+                    "stores with their write columns)")
+
     def delete(self, feature: str, ids: Any, *, hard: bool = False) -> int:
         """Delete samples by id (anything ``write`` accepts; only id columns are read).
 
         Soft by default: a tombstone hides the samples from the latest state and keeps their
         history. ``hard=True`` removes every row of those ids, history included.
+
+        Only ids the delete changes are touched: a tombstone goes only to an id whose latest
+        row is live (an id never written or already deleted gets none), a hard delete only
+        to ids with rows; an id listed twice counts once. A delete of nothing appends nothing
+        and takes no write position.
+
+        Returns:
+            The number of distinct ids deleted: tombstoned (soft) or whose rows were
+            removed (``hard``); 0 when none was.
+
+        Raises:
+            DataError: the ids lack an id column, hold nulls or ids of a refused type.
         """
         spec = self.graph.spec(feature)
         table = ingest.to_arrow(ids, feature=feature)
@@ -369,17 +504,31 @@ class Store:
         if table.num_rows == 0 or names.table(feature) not in self.executor.tables():
             return 0
         table = self._conform_ids(feature, table)
+        table = table.append_column(ingest.ROW, pa.array(range(table.num_rows), pa.int64()))
         d = self.executor.dialect
+        deleted = [0]
 
         def attempt() -> None:
             with self.executor.transaction(), self._staged(feature, table):
+                # Only ids the delete changes: a tombstone for an id whose latest row is live,
+                # a hard delete for an id with rows. Nothing to delete touches nothing.
+                targets = self._deletable(feature, table, hard)
+                deleted[0] = 0
+                if not targets.num_rows:
+                    return
+                if not hard:  # again after the write lock: a concurrent write may have won
+                    self._ensure_write_seq_column(feature)
+                    position = self._begin_write(feature)
+                    targets = self._deletable(feature, table, hard)
+                deleted[0] = targets.num_rows
+                self.executor.stage(names.staged(feature), targets)
+                if not targets.num_rows:
+                    return
                 if hard:  # no write position: incremental increments rebuild in full
                     incremental_mod.log_hard_delete(self.executor, names.table(feature), "begin")
                     stmt: Any = builder.hard_delete(names.table(feature), names.staged(feature),
                                                     spec.id_columns, dialect=d)
                 else:
-                    self._ensure_write_seq_column(feature)
-                    position = self._begin_write(feature)
                     self._supersede(feature, after_insert=False)
                     stmt = builder.insert(
                         names.table(feature),
@@ -394,7 +543,21 @@ class Store:
                     self._supersede(feature, after_insert=True)
 
         self._retrying(attempt)
-        return int(table.num_rows)
+        return deleted[0]
+
+    def _deletable(self, feature: str, ids: pa.Table, hard: bool) -> pa.Table:
+        """The rows of staged, numbered ``ids`` (one per distinct id) that a delete changes:
+        ids whose latest row is live (soft), ids with any row (``hard``)."""
+        spec, d = self.graph.spec(feature), self.executor.dialect
+        table, staged = names.table(feature), names.staged(feature)
+        of_table = (builder.latest_rows(table, spec.id_columns, []) if not hard
+                    else builder.ids_of(table, spec.id_columns))
+        query = (exp.select(exp.Min(this=builder.col(ingest.ROW)).as_(ingest.ROW, quoted=True))
+                 .from_(builder.table_ref(staged))
+                 .where(builder.ids_in(spec.id_columns, of_table))
+                 .group_by(*[builder.col(c) for c in spec.id_columns]))
+        rows = self.executor.fetch(d.render(query)).column(0).cast(pa.int64())
+        return ids.take(pc.take(rows, pc.sort_indices(rows)))
 
     # -- copy and rebase --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -835,6 +998,43 @@ class Store:
             now = self._last_time + dt.timedelta(microseconds=1)
         self._last_time = now
         return now.isoformat(sep=" ", timespec="microseconds")
+
+
+def _given(column: str) -> str:
+    """The staged name of a checked system column a write was given (``_check_given``)."""
+    return f"{ingest.ROW}__{column}"
+
+
+#: What each hash column is computed from (messages).
+_SOURCE = {names.PROVENANCE: names.PROVENANCE_BY_FIELD,
+           names.DATA_VERSION: f"data versions ({names.DATA_VERSION_BY_FIELD}, else provenance)"}
+#: The write time of the statement computing a write's hashes for a check (never stored).
+_EPOCH = "1970-01-01 00:00:00.000000"
+
+
+def _comparable(column: str, given: pa.ChunkedArray, stored: pa.ChunkedArray | pa.Array,
+                feature: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """``given`` and ``stored`` values of ``column`` in one Arrow type (times in naive UTC
+    microseconds, positions int64, versions text).
+
+    Raises:
+        DataError: a given time finer than a microsecond (the store never holds one).
+    """
+    target = {names.CREATED_AT: pa.timestamp("us"), names.WRITE_SEQ: pa.int64()}.get(
+        column, pa.string())
+    out = []
+    for values in (given, stored):
+        if isinstance(values, pa.Array):
+            values = pa.chunked_array([values])
+        try:
+            if pa.types.is_timestamp(values.type) and values.type.tz is not None:
+                values = values.cast(pa.timestamp(values.type.unit))
+            out.append(values.cast(target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(
+                f"feature {feature!r}: column {column!r} holds values the store never records "
+                f"({values.type}); drop the column: the store records it") from None
+    return out[0], out[1]
 
 
 #: Compiled resolve statements kept per store (``Store.compiled``), oldest evicted first.
