@@ -440,3 +440,22 @@ def test_split_scans_only_where_an_id_written_has_its_newest_row_past_the_waterm
     assert split(duckdb, "speaker/embedding") == ["speaker__embedding"]  # not the members
     assert split(duckdb, "video/captioned", {"video__full": 5}) == ["video__full"]
     assert split(postgres, "video/captioned") == []
+
+
+def test_refresh_counts_each_touched_group_once(make_store: Any) -> None:
+    """``Refresh.touched`` counts grain ids: three utterances of one speaker rewritten touch
+    one speaker, not one per utterance row (each has two rows: the old and the new)."""
+    from metaxy_sql.examples import lineage
+
+    store = make_store(lineage.graph)
+
+    def utterances(version: str, which: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        return [{"speaker_id": s, "utterance_id": u,
+                 "metaxy_provenance_by_field": {"audio": f"{s}{u}{version}"}} for s, u in which]
+
+    every = [(s, u) for s in ("s1", "s2") for u in ("u1", "u2", "u3")]
+    store.write("audio/utterance", utterances("a", every))
+    assert incremental.refresh(store, "speaker/embedding").mode == "full"
+    store.write("audio/utterance", utterances("b", [("s1", "u1"), ("s1", "u2"), ("s1", "u3")]))
+    done = incremental.refresh(store, "speaker/embedding")
+    assert (done.mode, done.touched) == ("incremental", 1)

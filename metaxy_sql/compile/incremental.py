@@ -126,6 +126,8 @@ def touched_select(d: Dialect, plan: FeaturePlan, marks: Mapping[str, int]) -> e
             parts.append(flagged(ids_of(u.relation, grain).where(since), u.relation))
     if not parts:
         return ids_of(plan.table, grain).where(exp.false())
+    if not split and len(parts) == 1:
+        return parts[0].distinct()  # one id per row, as the UNION of several parts gives
     result: exp.Select = parts[0]
     for p in parts[1:]:
         result = exp.union(result, p, distinct=not split)  # type: ignore[assignment]
