@@ -68,7 +68,9 @@ def materialize_cmd(obj: CliContext, features: tuple[str, ...], all_: bool, kind
                     click.echo(a.ddl)
         click.echo(report.summary())
         if dbt_sources is not None:
-            click.echo(f"wrote {write_sources(dbt_sources, store.graph, report.actions)}")
+            path = write_sources(dbt_sources, store.graph, report.actions,
+                                 store_url=store.url, entrypoints=obj.entrypoints)
+            click.echo(f"wrote {path}")
 
 
 def _tags(values: tuple[str, ...]) -> dict[str, str]:

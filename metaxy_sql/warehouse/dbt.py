@@ -7,6 +7,7 @@ is needed at run time.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,10 +36,26 @@ def _columns(graph: FeatureGraph, key: str) -> list[tuple[str, str]]:
     ]
 
 
+def refresh_command(feature: str, store_url: str | None = None,
+                    entrypoints: Sequence[str] = ()) -> str:
+    """The command line that refreshes the incremental table of ``feature`` in the store at
+    ``store_url`` (as ``Store.url`` gives it: a password is masked) with the definitions of
+    ``entrypoints`` (none: the configured ones)."""
+    parts = ["metaxy-sql", "materialize", feature, "--as", "incremental"]
+    for module in entrypoints:
+        parts += ["-e", module]
+    if store_url is not None:
+        parts += ["--store", store_url]
+    return shlex.join(parts)
+
+
 def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
-                 source: str = SOURCE_NAME) -> str:
+                 source: str = SOURCE_NAME, *, store_url: str | None = None,
+                 entrypoints: Sequence[str] = ()) -> str:
     """``sources.yml`` text for the relations ``actions`` created, replaced or kept (one
-    ``materialize`` call: one schema)."""
+    ``materialize`` call: one schema). ``store_url``/``entrypoints``: the store and
+    definitions they were materialized with, named in an incremental table's refresh
+    command (meta ``metaxy_refresh``; a masked password must be filled in)."""
     kept = [a for a in actions if a.action in ("created", "replaced", "unchanged", "refreshed",
                                                "rebuilt") and a.kind != FEATURE_TABLE]
     lines = ["# Written by `metaxy-sql materialize --dbt-sources`; regenerate, do not edit.",
@@ -48,7 +65,7 @@ def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
     lines += [f"    description: {_q('Increments of metaxy-sql features (materialize)')}",
               "    tables:" if kept else "    tables: []"]
     for a in kept:
-        refresh = f"metaxy-sql materialize {a.feature} --as incremental"
+        refresh = refresh_command(a.feature, store_url, entrypoints)
         text = f"Increment of {a.feature} ({a.kind}). "
         if a.kind == "incremental":
             # a table, not a view: writes since its last refresh are not in it
@@ -69,7 +86,10 @@ def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
     return "\n".join(lines) + "\n"
 
 
-def write_sources(path: Path, graph: FeatureGraph, actions: Sequence[Action]) -> Path:
+def write_sources(path: Path, graph: FeatureGraph, actions: Sequence[Action], *,
+                  store_url: str | None = None, entrypoints: Sequence[str] = ()) -> Path:
+    """Write :func:`sources_yaml` to ``path`` (parents created); returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(sources_yaml(graph, actions))
+    path.write_text(sources_yaml(graph, actions, store_url=store_url,
+                                 entrypoints=entrypoints))
     return path
