@@ -74,12 +74,24 @@ class DuckDBExecutor:
         kind = WriteConflictError if isinstance(e, duckdb.TransactionException) else ExecutionError
         return kind(str(e).splitlines()[0], sql=sql, engine=self.engine)
 
-    def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
+    @contextlib.contextmanager
+    def _errors(self, sql: str) -> Iterator[None]:
+        """DuckDB's errors as ours. A query interrupted by Ctrl-C (DuckDB handles SIGINT
+        itself while a query runs, and raises ``InterruptException``, or a plain
+        ``RuntimeError('Query interrupted')`` from a result's fetch) is a KeyboardInterrupt, as
+        on the other engines, not an engine error."""
         try:
-            with self.lock:
-                return self.con.execute(sql)
-        except duckdb.Error as e:
-            raise self._error(e, sql) from e
+            yield
+        except (duckdb.Error, RuntimeError) as e:
+            if isinstance(e, duckdb.InterruptException) or "Query interrupted" in str(e):
+                raise KeyboardInterrupt("query interrupted") from e
+            if isinstance(e, duckdb.Error):
+                raise self._error(e, sql) from e
+            raise
+
+    def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
+        with self._errors(sql), self.lock:
+            return self.con.execute(sql)
 
     def execute(self, sql: str) -> None:
         self._run(sql)
@@ -90,11 +102,8 @@ class DuckDBExecutor:
         return row[0] if row else None
 
     def fetch(self, sql: str) -> pa.Table:
-        try:
-            with self.lock:
-                return self.con.sql(sql).to_arrow_table()
-        except duckdb.Error as e:
-            raise self._error(e, sql) from e
+        with self._errors(sql), self.lock:
+            return self.con.sql(sql).to_arrow_table()
 
     def batches(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
         # A cursor (its own connection to the same database) keeps the stream alive while
@@ -104,12 +113,14 @@ class DuckDBExecutor:
             for name, table in self._staged.items():
                 cursor.register(name, table)
         try:
-            reader = cursor.sql(sql).to_arrow_reader(batch_size)
-        except duckdb.Error as e:
+            with self._errors(sql):
+                reader = cursor.sql(sql).to_arrow_reader(batch_size)
+        except BaseException:
             cursor.close()
-            raise ExecutionError(str(e).splitlines()[0], sql=sql, engine=self.engine) from e
+            raise
         try:
-            yield from reader
+            with self._errors(sql):
+                yield from reader
         finally:
             cursor.close()
 
