@@ -189,3 +189,27 @@ def test_latest_state_has_one_live_row_per_id(make_store: Any) -> None:
             } == {"a2"}
     history = store.read("video/full", history=True)
     assert history.num_rows == 15  # 12 rows written + 3 tombstones, nothing rewritten away
+
+
+def test_declared_columns_defaulting_to_none_may_be_left_out(make_store: Any) -> None:
+    """What resolve hands out, write accepts: samples without the optional declared columns
+    (``x: T | None = None``) give a root increment without them, written as NULL, as an
+    instance built without them holds None. A required declared column is still refused."""
+    class Image(mx.BaseFeature, spec=seed.video):
+        path: str | None = None
+        album: str | None = None
+        size: int
+
+    graph = mx.FeatureGraph([Image, seed.face_crop])
+    store = make_store(graph)
+    samples = pa.table({"sample_uid": ["i1", "i2"], "size": [3, 4],
+                        "metaxy_provenance_by_field": [{"audio": "a", "frames": "f"}] * 2})
+    inc = store.resolve_update("video/full", samples=samples)
+    assert store.write("video/full", inc.new) == 2
+    rows = sorted(store.read("video/full").to_pylist(), key=lambda r: r["sample_uid"])
+    assert [(r["sample_uid"], r["path"], r["album"], r["size"]) for r in rows] == [
+        ("i1", None, None, 3), ("i2", None, None, 4)]
+    assert Image(size=1).path is None  # the same reading as an instance's
+    with pytest.raises(mx.DataError, match=r"declared columns \['size'\]"):
+        store.write("video/full", [{"sample_uid": "i3", "path": "p",
+                                    "metaxy_provenance_by_field": {"audio": "a", "frames": "f"}}])

@@ -349,7 +349,7 @@ class Store:
         if has_dv:
             table = ingest.check_by_field(table, feature, names.DATA_VERSION_BY_FIELD, fields,
                                           complete=False)
-        self._check_user_columns(feature, table)
+        table = self._check_user_columns(feature, table)
         if table.num_rows == 0:
             return 0
         coltypes.check_text(table, feature)
@@ -925,11 +925,25 @@ class Store:
                     "carry the expected provenance")
         raise DataError(f"feature {feature!r}: rows lack {names.PROVENANCE_BY_FIELD}; {hint}")
 
-    def _check_user_columns(self, feature: str, table: pa.Table) -> None:
+    def _check_user_columns(self, feature: str, table: pa.Table) -> pa.Table:
+        """``table`` with the declared columns it lacks that default to None added as NULL
+        (an instance built without them holds None; a root increment carries only the
+        columns its samples had).
+
+        Raises:
+            DataError: a declared column without a None default is missing.
+        """
         declared = self.graph.user_columns(feature)
+        optional = self.graph.optional_columns(feature)
         missing = [c for c in declared if c not in table.column_names]
-        if missing:
-            raise DataError(f"feature {feature!r}: rows lack the declared columns {missing}")
+        required = [c for c in missing if c not in optional]
+        if required:
+            raise DataError(
+                f"feature {feature!r}: rows lack the declared columns {required}; give them, "
+                "or declare them with a None default (x: str | None = None) to write NULL")
+        for c in missing:
+            table = table.append_column(c, pa.nulls(table.num_rows))
+        return table
 
     def _conform_ids(self, feature: str, table: pa.Table) -> pa.Table:
         """Id columns cast to their stored types (rows compared with stored ids)."""

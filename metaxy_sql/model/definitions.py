@@ -343,3 +343,10 @@ class BaseFeature(BaseModel):
     def user_columns(cls) -> dict[str, Any]:
         """User column name -> annotation, from the class's pydantic fields."""
         return {name: f.annotation for name, f in cls.model_fields.items()}
+
+    @classmethod
+    def optional_columns(cls) -> frozenset[str]:
+        """Declared columns rows may leave out, written as NULL: those whose default is None
+        (``path: str | None = None``), as an instance built without them holds."""
+        return frozenset(name for name, f in cls.model_fields.items()
+                         if not f.is_required() and f.default is None)

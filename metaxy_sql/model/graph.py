@@ -98,6 +98,11 @@ class FeatureGraph:
         cls = self._classes.get(key)
         return cls.user_columns() if cls else {}
 
+    def optional_columns(self, key: str) -> frozenset[str]:
+        """Declared user columns of ``key`` that rows may leave out (written as NULL)."""
+        cls = self._classes.get(key)
+        return cls.optional_columns() if cls else frozenset()
+
     def field_keys(self, key: str) -> tuple[str, ...]:
         """Sorted field keys of feature ``key``."""
         return tuple(sorted(f.key for f in self.spec(key).fields))
