@@ -530,3 +530,53 @@ def test_debug_after_the_command_shows_the_traceback(runner: CliRunner) -> None:
     debug = runner.invoke(cli, [*args, "--debug"])
     assert debug.exit_code == 1 and "Traceback" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1].startswith("error: store duckdb:///missing.db")
+
+
+def _strict(text: str) -> Any:
+    """``text`` parsed as strict JSON (RFC 8259): bare NaN/Infinity refused, as other
+    languages' parsers (JavaScript's JSON.parse, Go's encoding/json) refuse them."""
+    def refuse(token: str) -> Any:
+        raise ValueError(f"not strict JSON: bare {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_strict_with_nan_and_infinity(runner: CliRunner, url: str,
+                                                      tmp_path: Path) -> None:
+    """NaN and infinite floats (a scalar float column keeps them on every engine) are printed
+    as null in every JSON output: ``read`` (text lines and --format json) and ``resolve --show``
+    of carried columns."""
+    module = f"nan_features_{next(_counter)}"
+    (tmp_path / f"{module}.py").write_text(
+        "import metaxy_sql as mx\n"
+        "video = mx.FeatureSpec(key='video/full', id_columns=['sample_uid'])\n"
+        "crop = mx.FeatureSpec(key='video/crop', id_columns=['sample_uid'], deps=[\n"
+        "    mx.FeatureDep(feature='video/full', columns=['score'])])\n")
+    scores = [float("nan"), float("inf"), float("-inf"), 1.5]
+    pq.write_table(pa.table({
+        "sample_uid": [f"v{i}" for i in range(4)], "score": scores,
+        "metaxy_provenance_by_field": pa.array([[("default", f"h{i}")] for i in range(4)],
+                                               pa.map_(pa.string(), pa.string()))}),
+        tmp_path / "s.parquet")
+    e = ["-e", module, "--store", url]
+    run(runner, *e, "write", "video/full", "s.parquet")
+    expected = [None, None, None, 1.5]  # the README: NaN and +-infinity print as null
+    lines = run(runner, *e, "read", "video/full").splitlines()
+    assert [_strict(line)["score"] for line in lines] == expected
+    rows = _strict(run(runner, *e, "read", "video/full", "--format", "json"))
+    assert [r["score"] for r in rows] == expected
+    shown = _strict(run(runner, *e, "resolve", "video/crop", "--show", "new", "--limit", "0",
+                        "--format", "json"))
+    assert sorted((r["sample_uid"], r["score"]) for r in shown["rows"]["new"]) == \
+        [(f"v{i}", s) for i, s in enumerate(expected)]
+    text = run(runner, *e, "resolve", "video/crop", "--show", "new", "--limit", "0")
+    assert sorted(_strict(line)["score"] is None for line in text.splitlines()[1:]) == \
+        [False, True, True, True]
+
+
+def test_dumps_is_strict_json_at_any_depth() -> None:
+    from metaxy_sql.cli.rows import dumps
+
+    value = {"a": float("nan"), "b": [1.0, float("inf"), {"c": (float("-inf"), 2)}],
+             "d": "NaN", "e": 0.1}
+    assert _strict(dumps(value)) == {"a": None, "b": [1.0, None, {"c": [None, 2]}], "d": "NaN",
+                                     "e": 0.1}

@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -160,10 +161,25 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (at any depth) as ``None``: strict JSON has no
+    such numbers (Python's ``json`` would print bare ``NaN``/``Infinity``, which other
+    languages' parsers refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def dumps(value: Any, *, indent: int | None = None) -> str:
-    """JSON text of a value made of rows: timestamps in ISO form (``2026-12-01 00:00:00``),
-    decimals as strings, binary as base64."""
-    return json.dumps(value, default=_default, indent=indent, ensure_ascii=False)
+    """Strict JSON text (RFC 8259) of a value made of rows: timestamps in ISO form
+    (``2026-12-01 00:00:00``), decimals as strings, binary as base64, NaN and infinite floats
+    as ``null``."""
+    return json.dumps(_finite(value), default=_default, indent=indent, ensure_ascii=False,
+                      allow_nan=False)
 
 
 def json_lines(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterable[str]:

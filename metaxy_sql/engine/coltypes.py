@@ -17,11 +17,8 @@ values as JSON text, Postgres, are parsed back here).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import re
 import threading
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,17 +27,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from metaxy_sql.errors import DataError
+from metaxy_sql.model import definitions
 
 #: Given type family -> stored type families it widens into (checked value by value).
-WIDENINGS = {
-    "int": ("int", "float", "decimal"),
-    "float": ("float",),
-    "decimal": ("decimal",),
-}
-#: The Python annotations a feature class may declare, as stored types.
-_DECLARED: dict[Any, pa.DataType] = {
-    int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(),
-    bytes: pa.binary(), dt.date: pa.date32(),
+#: (one table for the model's definition-time checks and the writes: model.definitions)
+WIDENINGS = definitions.WIDENINGS
+#: Declared kinds (``model.definitions.declared_kind``) as stored types.
+_DECLARED: dict[str, pa.DataType] = {
+    "int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_(),
+    "bytes": pa.binary(), "date": pa.date32(),
 }
 _MAX_DECIMAL_PRECISION = 38  # DuckDB's limit; ClickHouse and Postgres hold more
 
@@ -146,16 +141,16 @@ def declared_type(annotation: Any) -> pa.DataType | None:
     ``X | None``. Other annotations (``datetime``, whose zone is not known, ``Decimal``, whose
     scale is not known, models, ``Any``) leave the type to the first real write.
     """
-    if annotation in _DECLARED:
-        return _DECLARED[annotation]
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        real = [a for a in args if a is not type(None)]
-        return declared_type(real[0]) if len(real) == 1 else None
-    if origin is list and len(args) == 1:
-        item = declared_type(args[0])
-        return pa.list_(item) if item is not None else None
-    return None
+    kind = definitions.declared_kind(annotation)
+    if kind is None:
+        return None
+    depth = 0
+    while kind.startswith("list["):
+        kind, depth = kind[5:-1], depth + 1
+    t = _DECLARED[kind]
+    for _ in range(depth):
+        t = pa.list_(t)
+    return t
 
 
 def encode(t: pa.DataType) -> str:

@@ -59,6 +59,7 @@ class Store:
                  hash_algorithm: HashAlgorithm = "sha256") -> None:
         if hash_algorithm not in ("sha256", "md5"):
             raise ConfigError(f"hash_algorithm must be 'sha256' or 'md5', got {hash_algorithm!r}")
+        executor.dialect.check_identifiers(graph)
         self.executor = executor
         self.graph = graph
         self.hash_algorithm: HashAlgorithm = hash_algorithm
@@ -72,6 +73,7 @@ class Store:
 
         Raises:
             ConfigError: ``graph`` is not a :class:`FeatureGraph`.
+            DefinitionError: a name of ``graph`` does not fit the engine (see :func:`connect`).
         """
         if not isinstance(graph, FeatureGraph):
             raise ConfigError(f"with_graph(graph) needs a FeatureGraph, got {type(graph).__name__}"
@@ -1183,7 +1185,15 @@ def connect(url: str, graph: FeatureGraph, *, hash_algorithm: HashAlgorithm = "s
         ConfigError: a malformed URL or unknown scheme.
         StoreConnectionError: the store cannot be reached, or with ``create=False`` does
             not exist (naming the path).
+        DefinitionError: a name the store would make of a feature (its table, staged rows,
+            increments, per-field columns...) is longer than the engine keeps (Postgres: 63
+            bytes; ``Dialect.check_identifiers``).
     """
     if not isinstance(graph, FeatureGraph):
         raise ConfigError("connect(url, graph=...) needs a FeatureGraph")
-    return Store(_open_executor(url, create), graph, hash_algorithm)
+    executor = _open_executor(url, create)
+    try:
+        return Store(executor, graph, hash_algorithm)
+    except BaseException:
+        executor.close()
+        raise

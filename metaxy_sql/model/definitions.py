@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import types
+import typing
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -61,6 +64,50 @@ def _column_list(option: str, kind: str, v: tuple[str, ...]) -> tuple[str, ...]:
     for c in v:
         check_column(kind, c)
     return v
+
+
+#: Column type family given -> stored families it widens into, checked value by value at a
+#: write (``engine.coltypes``): only lossless widenings.
+WIDENINGS = {
+    "int": ("int", "float", "decimal"),
+    "float": ("float",),
+    "decimal": ("decimal",),
+}
+#: The Python annotations a feature class may declare that fix a column's type.
+_DECLARED_KINDS: dict[Any, str] = {
+    int: "int", float: "float", str: "str", bool: "bool", bytes: "bytes", dt.date: "date",
+}
+
+
+def declared_kind(annotation: Any) -> str | None:
+    """The column type a feature class annotation fixes, as text (``None``: the first write
+    decides): ``int``, ``float``, ``str``, ``bool``, ``bytes``, ``date``, ``list[X]`` of those,
+    and ``X | None`` as ``X``. ``datetime`` (zone unknown), ``Decimal`` (scale unknown), models
+    and ``Any`` fix nothing.
+
+    >>> declared_kind(list[int] | None), declared_kind(dt.datetime)
+    ('list[int]', None)
+    """
+    if annotation in _DECLARED_KINDS:
+        return _DECLARED_KINDS[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        real = [a for a in args if a is not type(None)]
+        return declared_kind(real[0]) if len(real) == 1 else None
+    if origin is list and len(args) == 1:
+        item = declared_kind(args[0])
+        return f"list[{item}]" if item is not None else None
+    return None
+
+
+def kind_fits(given: str, stored: str) -> bool:
+    """True when values of declared kind ``given`` can be written into a column declared
+    ``stored`` (equal, or a lossless widening of :data:`WIDENINGS`, item by item in lists)."""
+    if given == stored:
+        return True
+    if given.startswith("list[") and stored.startswith("list["):
+        return kind_fits(given[5:-1], stored[5:-1])
+    return stored in WIDENINGS.get(given, ())
 
 
 class _Model(BaseModel):
@@ -280,6 +327,10 @@ class FeatureSpec(_Model):
     @model_validator(mode="after")
     def _check(self) -> FeatureSpec:
         if not self.fields:
+            if "fields" in self.model_fields_set:
+                raise ValueError("fields=[] defines no field, and a feature needs at least one: "
+                                 "list its fields, e.g. fields=[FieldSpec(key='frames')], or "
+                                 "omit fields= to get one field named 'default'")
             object.__setattr__(self, "fields", _default_fields())
         keys = [f.key for f in self.fields]
         dupes = sorted({k for k in keys if keys.count(k) > 1})
@@ -310,13 +361,50 @@ class BaseFeature(BaseModel):
     {'path': 'p', 'sample_uid': 'a', 'metaxy_provenance_by_field': {'audio': 'h'}}
 
     Raises:
-        DataError: (on instantiation) a column that is neither declared, an id column, nor a
-            store column: a typo would otherwise be written as a new column.
+        DataError: (on instantiation, and ``model_validate``) a column that is neither
+            declared, an id column, nor a store column: a typo would otherwise be written as a
+            new column; or a value pydantic cannot read as its column's declared type (naming
+            the feature, column, declared type and the value's type; pydantic's
+            ``ValidationError`` is its ``__cause__``).
     """
 
     model_config = ConfigDict(extra="allow")
 
     spec: ClassVar[FeatureSpec]
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise type(self)._data_error(e) from e
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as e:
+            raise cls._data_error(e) from e
+
+    @classmethod
+    def _data_error(cls, e: ValidationError) -> DataError:
+        """``e`` in the project's words: feature, column, declared type, the value's type."""
+        spec = getattr(cls, "spec", None)
+        where = f"{cls.__name__} (feature {spec.key!r})" if spec is not None else cls.__name__
+        problems = []
+        for err in e.errors():
+            loc = [str(p) for p in err["loc"]]
+            column = loc[0] if loc else "?"
+            field = cls.model_fields.get(column)
+            declared = _annotation_text(field.annotation) if field is not None else "?"
+            path = f"{column!r}" + (f" (at [{']['.join(loc[1:])}])" if len(loc) > 1 else "")
+            if err["type"] == "missing":
+                problems.append(f"column {path}, declared {declared}, is missing")
+                continue
+            problems.append(f"column {path}, declared {declared}, got a "
+                            f"{type(err.get('input')).__name__} {_short(err.get('input'))}: "
+                            f"{err['msg']}")
+        return DataError(f"{where}: {'; '.join(problems)}; pass values of the declared types "
+                         "(or change the annotation)")
 
     @model_validator(mode="after")
     def _known_extras(self) -> BaseFeature:
@@ -350,3 +438,14 @@ class BaseFeature(BaseModel):
         (``path: str | None = None``), as an instance built without them holds."""
         return frozenset(name for name, f in cls.model_fields.items()
                          if not f.is_required() and f.default is None)
+
+
+def _annotation_text(annotation: Any) -> str:
+    """``int``, ``list[str]``, ``str | None``: an annotation as it is written."""
+    return annotation.__name__ if isinstance(annotation, type) and not getattr(
+        annotation, "__args__", None) else str(annotation).replace("typing.", "")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

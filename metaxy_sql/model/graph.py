@@ -25,6 +25,8 @@ from metaxy_sql.model.definitions import (
     FeatureDep,
     FeatureSpec,
     check_column,
+    declared_kind,
+    kind_fits,
 )
 from metaxy_sql.model.names import SYSTEM_COLUMNS
 
@@ -274,11 +276,31 @@ class FeatureGraph:
                 raise DefinitionError(
                     f"{where}: column {source!r} is not declared by {dep.feature!r} "
                     f"({sorted(declared)}); fix columns=")
+            self._check_carried_type(spec, dep, source, target)
         for text in dep.filters:
             pred = filters.parse_filter(text, f"{where}: filter")
             if declared:
                 filters.check_columns(pred, text, [*parent.id_columns, *declared],
                                       f"{where}: filter", "filter on parent columns")
+
+    def _check_carried_type(self, spec: FeatureSpec, dep: FeatureDep, source: str,
+                            target: str) -> None:
+        """A carried column lands in the child's increment under ``target``: when both the
+        parent and the child declare its type (class-based features), the parent's values
+        must be writable into the child's column (``kind_fits``), else the increment could
+        not be written back. Spec-based features declare no types; their columns are
+        checked at the write (``engine.coltypes``)."""
+        given = declared_kind(self.user_columns(dep.feature).get(source))
+        stored = declared_kind(self.user_columns(spec.key).get(target))
+        if given is None or stored is None or kind_fits(given, stored):
+            return
+        carried = repr(source) + (f" (carried as {target!r})" if target != source else "")
+        raise DefinitionError(
+            f"feature {spec.key!r}, dependency {dep.feature!r}: column {carried} is declared "
+            f"{given} by {dep.feature!r} but {spec.key!r} declares {target!r} as {stored}; the "
+            f"increment's rows could not be written back to {spec.key!r}. Declare {target!r} "
+            f"as {given} on {spec.key!r}, or carry it under another name, e.g. "
+            f"rename={{{source!r}: '{dep.feature.split('/')[-1]}_{source}'}}")
 
     def _check_grain(self, spec: FeatureSpec) -> None:
         if spec.deps and all(d.optional for d in spec.deps):

@@ -189,3 +189,46 @@ BLOCK_NUMBER = "_block_number"
 def touched(relation: str) -> str:
     """Session-local relation holding the grain ids a refresh of ``relation`` re-resolves."""
     return f"metaxy_touched__{relation}"
+
+
+# -- every identifier of a feature ---------------------------------------------------------------
+def feature_relations(feature_key: str, *, root: bool = False) -> tuple[tuple[str, str], ...]:
+    """``(what, name)`` of every relation the store creates, stages or names in a statement for
+    feature ``feature_key``: its table, staged rows, sample set and, unless it is a ``root``
+    feature (whose increment reads a per-session sample set, never materialized), its
+    materialized and incremental increments (default suffixes; a ``materialize`` prefix or
+    suffix is the caller's and is checked when rendered) and the touched ids of their
+    refreshes. Each is the table name plus a fixed prefix and/or suffix. Index names are left
+    out: a dialect that limits identifiers shortens them with a digest.
+
+    >>> [max(len(n) - len(table("v")) for _, n in feature_relations("v", root=r))
+    ...  for r in (True, False)]
+    [16, 29]
+    """
+    common = (
+        ("table", table(feature_key)),
+        ("staged rows", staged(feature_key)),
+        ("sample set", samples(feature_key)),
+        ("upstream statement part", upstream(feature_key)),
+    )
+    if root:
+        return common
+    incremental = increment_relation(feature_key, suffix=INCREMENTAL_SUFFIX)
+    materialized = increment_relation(feature_key)
+    return (
+        *common,
+        ("materialized increment", materialized),
+        ("incremental increment", incremental),
+        ("touched ids of a materialized refresh", touched(materialized)),
+        ("touched ids of an incremental refresh", touched(incremental)),
+    )
+
+
+def field_columns(field_key: str) -> tuple[tuple[str, str], ...]:
+    """``(what, name)`` of every per-field column statements name for field ``field_key``."""
+    return (
+        ("per-field provenance column", provenance_column(field_key)),
+        ("per-field data version column", data_version_column(field_key)),
+        ("per-field data version token column", data_version_token_column(field_key)),
+        ("per-field member column", member_entry_column(field_key)),
+    )

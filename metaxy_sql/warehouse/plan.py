@@ -88,7 +88,7 @@ class Plan:
         return {**asdict(self), "has_changes": self.has_changes}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)  # counts: strict JSON
 
     def to_text(self) -> str:
         lines = [f"plan: definitions {self.current_version} vs snapshot {self.snapshot_version} "

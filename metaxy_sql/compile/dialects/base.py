@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 from sqlglot import exp
 
-from metaxy_sql.errors import DataError, UnsupportedByDialectError
+from metaxy_sql.errors import DataError, DefinitionError, UnsupportedByDialectError
+from metaxy_sql.model import names
+from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.model.hashing import ABSENT, DIGEST_HEX_CHARS, HashAlgorithm
 
 #: Kinds of id column types, each with one canonical text (``hashing.id_text``).
@@ -55,6 +57,13 @@ class Dialect:
     #: sqlglot dialect used to render.
     sqlglot_dialect: str = ""
 
+    #: Longest identifier (UTF-8 bytes) the engine keeps, or ``None`` when no name the store
+    #: makes of a feature could reach its limit: DuckDB keeps names of any length; ClickHouse
+    #: refuses table names above about 200 bytes (its metadata file name, escaped; "The max
+    #: length of table name for database ... is 204" on chdb 26.x), with that clear error of
+    #: its own. Postgres: 63 (it truncates longer names silently, so two could collide).
+    max_identifier_bytes: int | None = None
+
     #: False where a DELETE cannot correlate with the staged ids (it then uses ``ids IN``).
     correlated_delete: bool = True
     #: Session settings the executor applies to every statement on this engine.
@@ -92,6 +101,58 @@ class Dialect:
         str: "TEXT", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", dt.datetime: "TIMESTAMP",
     }
 
+
+    def staged_relations(self, name: str) -> tuple[str, ...]:
+        """Names the executor creates to stage rows under ``name`` (``stage``)."""
+        return (name,)
+
+    def check_identifiers(self, graph: FeatureGraph) -> None:
+        """Refuse features whose names would not fit :attr:`max_identifier_bytes`: every
+        relation the store makes of a feature (``names.feature_relations``, with what the
+        executor stages), per-field columns, id, declared and carried columns.
+
+        Raises:
+            DefinitionError: naming the feature, the longest name, its length in bytes, the
+                limit and the fix (how many bytes the key, field or column may take).
+        """
+        limit = self.max_identifier_bytes
+        if limit is None:
+            return
+        engine = self.name.capitalize() if self.name != "postgres" else "Postgres"
+        for spec in graph:
+            table = names.table(spec.key)
+            relations = [(what, n) for what, base in names.feature_relations(
+                             spec.key, root=graph.is_root(spec.key))
+                         for n in (self.staged_relations(base)
+                                   if base in (names.staged(spec.key), names.samples(spec.key))
+                                   else (base,))]
+            what, longest = max(relations, key=lambda r: len(r[1].encode()))
+            size = len(longest.encode())
+            if size > limit:
+                room = limit - (size - len(table.encode()))
+                raise DefinitionError(
+                    f"feature {spec.key!r}: its table name {table!r} is {len(table.encode())} "
+                    f"bytes, and the store names its {what} {longest!r} ({size} bytes), "
+                    f"longer than {engine}'s {limit}-byte identifier limit; use a shorter "
+                    f"feature key (a table name of at most {room} bytes; '/' becomes '__')")
+            for field in spec.fields:
+                what, longest = max(names.field_columns(field.key),
+                                    key=lambda r: len(r[1].encode()))
+                size = len(longest.encode())
+                if size > limit:
+                    room = limit - (size - len(field.key.encode()))
+                    raise DefinitionError(
+                        f"feature {spec.key!r}: field {field.key!r} makes the {what} "
+                        f"{longest!r} ({size} bytes), longer than {engine}'s {limit}-byte "
+                        f"identifier limit; use a field key of at most {room} bytes")
+            columns = [*spec.id_columns, *graph.user_columns(spec.key),
+                       *(target for dep in spec.deps for _, target in dep.carried())]
+            for column in columns:
+                if len(column.encode()) > limit:
+                    raise DefinitionError(
+                        f"feature {spec.key!r}: column {column!r} is {len(column.encode())} "
+                        f"bytes, longer than {engine}'s {limit}-byte identifier limit; "
+                        "rename it")
     def type_(self, sql_type: str) -> exp.DataType:
         return exp.DataType.build(sql_type, dialect=self.sqlglot_dialect)
 

@@ -24,9 +24,20 @@ MAX_IDENTIFIER_BYTES = 63
 _CONCAT_ARGS = 100
 
 
+def staged_raw(name: str) -> str:
+    """The TEMP table the executor ingests for staged relation ``name`` (a view over it)."""
+    return f"{name}__raw"
+
+
 class PostgresDialect(Dialect):
     name = "postgres"
     sqlglot_dialect = "postgres"
+    #: Identifiers are NAMEDATALEN - 1 bytes: a feature whose names do not fit is refused when
+    #: a store is opened for its graph (``Dialect.check_identifiers``).
+    max_identifier_bytes = MAX_IDENTIFIER_BYTES
+
+    def staged_relations(self, name: str) -> tuple[str, ...]:
+        return (name, staged_raw(name))
 
     map_type = "JSONB"
     temporary_schema = "pg_temp"

@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
-from metaxy_sql.compile.dialects.postgres import PostgresDialect
+from metaxy_sql.compile.dialects.postgres import PostgresDialect, staged_raw
 from metaxy_sql.engine.executors.postgres_arrow import ArrowCodec, quote
 from metaxy_sql.errors import ConfigError, ExecutionError, StoreConnectionError
 from metaxy_sql.model import names
@@ -364,7 +364,7 @@ def _index_name(table: str) -> str:
 
 def _raw(name: str) -> str:
     """The TEMP table ADBC ingests for staged relation ``name`` (a view over it)."""
-    return f"{name}__raw"
+    return staged_raw(name)
 
 
 def _block_range(table: str, first: int, end: int) -> exp.Select:
