@@ -144,9 +144,10 @@ def _empty(d: Dialect, ids: Sequence[str], nulls: Sequence[str],
     return select.from_(table_ref(source)) if source else select
 
 
-def _filters(u: UpstreamPlan) -> list[exp.Expr]:
+def _filters(d: Dialect, u: UpstreamPlan) -> list[exp.Expr]:
+    """The dependency's filters, as ``d`` evaluates them alike on every engine."""
     where = f"feature dependency {u.feature!r}: filter"
-    return [filters.parse_filter(text, where) for text in u.filters]
+    return [d.predicate(filters.parse_filter(text, where)) for text in u.filters]
 
 
 def _stored_or(d: Dialect, derived: Derived, table: str, name: str,
@@ -192,7 +193,7 @@ def _upstream_cte(d: Dialect, plan: FeaturePlan, u: UpstreamPlan, missing: froze
         return select.where(subset.copy()) if subset is not None else select
     if u.lineage == "aggregation":
         return _aggregated_cte(d, u, subset, algorithm, (id_types or {}).get(u.relation, {}))
-    preds = _filters(u)
+    preds = _filters(d, u)
     ids = u.member_ids or keys
     carried = [exp.alias_(col(c), t, quoted=True) for c, t in u.carried]
     select = latest_rows(u.relation, ids, [
@@ -209,7 +210,7 @@ def _aggregated_cte(d: Dialect, u: UpstreamPlan, subset: exp.Expr | None,
     """One row per group: per upstream field, the digest of the group's member entries
     (``hashing.group_data_version``), concatenated in an engine-independent order. Member
     ids are spelled in their canonical text (``hashing.id_text``) by their stored ``types``."""
-    preds = _filters(u)
+    preds = _filters(d, u)
     member = [token(d, d.id_text(col(c), c, types.get(c))) for c in u.member_ids]
     entries = [
         exp.alias_(concat(d, [*[m.copy() for m in member],

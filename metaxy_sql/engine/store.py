@@ -816,7 +816,7 @@ class Store:
             predicate = filters.parse_filter(where, what)
             filters.check_columns(predicate, where, available, what,
                                   "filter on the feature's columns")
-            query = query.where(predicate)
+            query = query.where(self.executor.dialect.predicate(predicate))
         if limit is not None:
             query = query.limit(limit)
         return query

@@ -657,7 +657,7 @@ def row_count(store: Store, feature: str, where: str | None = None) -> int:
     if names.table(feature) not in store.executor.tables():
         return 0
     query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, [])
-                                .where(predicate))
+                                .where(store.executor.dialect.predicate(predicate)))
     return int(store.executor.fetch(store.executor.dialect.render(query)).column(0)[0].as_py())
 
 

@@ -1,9 +1,32 @@
-"""User predicates (dependency filters, partial resolution): parsed and checked with sqlglot.
+"""User predicates (dependency filters, ``where=`` of reads, partial resolution, copies):
+parsed and checked with sqlglot, evaluated alike on every engine.
 
 A predicate is a boolean expression over columns and literals: comparisons, ``AND``/``OR``/
-``NOT``, ``IN (literals)``, ``BETWEEN``, ``LIKE``, ``IS [NOT] NULL`` and arithmetic. Anything
-else (function calls, subqueries, casts, several statements) is rejected; the parsed tree, with
+``NOT``, ``IN (literals)``, ``BETWEEN``, ``LIKE``, ``IS [NOT] NULL``. Anything else (function
+calls, subqueries, casts, arithmetic, several statements) is rejected; the parsed tree, with
 every column re-quoted, is what the SQL builder embeds, never the user's text.
+
+One semantics on every engine (a sample's status must not depend on where it is stored):
+
+- NULL: SQL three-valued logic; a row whose predicate is NULL is not selected.
+- Floats follow the SQL total order of DuckDB and Postgres: ``NaN`` equals itself and is greater
+  than every other value, ``+inf`` included (so ``NaN > 1.0``, ``NaN = NaN`` and
+  ``x = x`` are true for a NaN ``x``, ``NaN < inf`` false); ``-0.0 = 0.0``. ClickHouse compares
+  by IEEE-754 (every comparison with NaN false, ``IN`` matching bit patterns, so ``-0.0`` is
+  not ``IN (0.0)``); its dialect rewrites each comparison into a NaN-explicit form that gives
+  the total order for any column type (``Dialect.predicate``). ``x IN (a, b)`` means
+  ``x = a OR x = b`` and ``x BETWEEN a AND b`` means ``x >= a AND x <= b``, with these
+  comparisons. A NaN literal is written as text, ``duration = 'NaN'``.
+- Arithmetic (``+ - * /``, and ``-`` of a column) is refused: engines disagree on it in ways no
+  rewrite fixes cheaply (``x / 0``: an error on Postgres, NULL on ClickHouse, inf or NULL on
+  DuckDB; ``7 / 2`` is 3 on Postgres, 3.5 elsewhere; int64 overflow wraps on ClickHouse and
+  fails elsewhere). Store the computed value as a column of the parent and filter on it.
+  Numeric literals beyond the float range (``1e400``) are refused too (an error on Postgres,
+  ``inf`` elsewhere); ``NULL`` inside ``IN (...)`` is refused (ClickHouse ignores it, so
+  ``NOT (x IN (1, NULL))`` would differ); write ``x IS NULL OR x IN (...)``.
+
+Text compares by the engine's collation for ``<``/``>``: byte order on DuckDB and ClickHouse,
+the database collation on Postgres (byte order for a ``C`` database).
 
 >>> print(predicate_sql(parse_filter("duration > 1.0 AND path LIKE 'v1%'", "a filter")))
 "duration" > 1.0 AND "path" LIKE 'v1%'
@@ -11,10 +34,15 @@ every column re-quoted, is what the SQL builder embeds, never the user's text.
 Traceback (most recent call last):
 ...
 metaxy_sql.errors.DefinitionError: the filter (...): Lower is not allowed; use only columns, ...
+>>> parse_filter("a / b > 1", "the filter")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+metaxy_sql.errors.DefinitionError: the filter ('a / b > 1'): arithmetic (Div) is refused; ...
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -28,14 +56,24 @@ from metaxy_sql.errors import DefinitionError
 _ALLOWED: tuple[type[exp.Expr], ...] = (
     exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Tuple,
     exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
-    exp.In, exp.Between, exp.Like, exp.ILike, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg,
+    exp.In, exp.Between, exp.Like, exp.ILike, exp.Neg,
 )
+#: Arithmetic, refused: engines disagree on division by zero, integer division and overflow.
+_ARITHMETIC: tuple[type[exp.Expr], ...] = (
+    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod, exp.Pow, exp.BitwiseAnd,
+    exp.BitwiseOr, exp.BitwiseXor, exp.BitwiseNot, exp.BitwiseLeftShift, exp.BitwiseRightShift,
+)
+_ARITHMETIC_FIX = (
+    "engines disagree on it (x / 0 is an error on Postgres, NULL on ClickHouse, inf or NULL on "
+    "DuckDB; 7 / 2 is 3 on Postgres and 3.5 elsewhere; int64 overflow wraps on ClickHouse and "
+    "fails elsewhere); store the computed value as a column of the feature and filter on it, "
+    "e.g. \"ratio > 1.0\"")
 _BOOLEAN: tuple[type[exp.Expr], ...] = (
     exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
     exp.In, exp.Between, exp.Like, exp.ILike, exp.Boolean,
 )
-_HINT = ("use only columns, literals, comparisons, AND/OR/NOT, IN (...), BETWEEN, LIKE, "
-         "IS NULL and arithmetic")
+_HINT = ("use only columns, literals, comparisons, AND/OR/NOT, IN (...), BETWEEN, LIKE "
+         "and IS NULL")
 
 
 @lru_cache(maxsize=512)
@@ -65,15 +103,46 @@ def parse_filter(text: str, what: str) -> exp.Expr:
         raise DefinitionError(f"{what} ({text!r}) is not a boolean expression; write a "
                               "comparison such as \"duration > 1.0\"")
     for node in tree.walk():
+        if isinstance(node, _ARITHMETIC) or (
+                isinstance(node, exp.Neg) and not _is_number(node.this)):
+            raise DefinitionError(f"{what} ({text!r}): arithmetic ({type(node).__name__}) is "
+                                  f"refused; {_ARITHMETIC_FIX}")
         if not isinstance(node, _ALLOWED):
             raise DefinitionError(
                 f"{what} ({text!r}): {type(node).__name__} is not allowed; {_HINT}")
         if isinstance(node, exp.In) and node.args.get("query") is not None:
             raise DefinitionError(f"{what} ({text!r}): IN takes literals only; {_HINT}")
+        if isinstance(node, exp.In) and any(isinstance(v, exp.Null) for v in node.expressions):
+            raise DefinitionError(
+                f"{what} ({text!r}): NULL inside IN (...) is refused (ClickHouse ignores it, "
+                "so NOT IN would differ by engine); write \"x IS NULL OR x IN (...)\"")
+        if _is_number(node) and math.isinf(float(node.this)):
+            raise DefinitionError(
+                f"{what} ({text!r}): the number {node.this} is beyond the float range (an "
+                "error on Postgres, inf elsewhere); write 'inf' or 'NaN' as text, "
+                "e.g. \"duration < 'inf'\"")
         if isinstance(node, exp.Column) and node.table:
             raise DefinitionError(
                 f"{what} ({text!r}): write {node.name!r} without a table qualifier")
     return _requote(tree)
+
+
+def _is_number(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Literal) and not node.is_string
+
+
+def float_value(node: exp.Expr) -> float | None:
+    """The float a literal operand stands for when compared with a float column (a number,
+    ``-`` a number, or text spelling one, e.g. ``'NaN'``, ``'-0.0'``), else None."""
+    if isinstance(node, exp.Neg):
+        inner = float_value(node.this) if _is_number(node.this) else None
+        return None if inner is None else -inner
+    if not isinstance(node, exp.Literal):
+        return None
+    try:
+        return float(node.this)
+    except ValueError:
+        return None
 
 
 def _requote(tree: exp.Expr) -> exp.Expr:

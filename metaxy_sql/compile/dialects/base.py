@@ -346,6 +346,15 @@ class Dialect:
         partial resolve reads them through :meth:`watermark_reference` (none by default)."""
         return []
 
+    def predicate(self, predicate: exp.Expr) -> exp.Expr:
+        """A checked user predicate (``model.filters.parse_filter``) as this engine must
+        evaluate it to follow the one semantics of :mod:`metaxy_sql.model.filters` (NaN equal
+        to itself and above every number, ``IN`` as ``=``). Itself by default: DuckDB and
+        Postgres compare floats in that order natively. Applied wherever a predicate over
+        user columns is embedded (dependency filters, ``read``/``delete`` ``where=``); not to
+        partial-resolution subsets, which read id columns only (never floats)."""
+        return predicate.copy()
+
     def write_lock(self, table: str) -> exp.Expr | None:
         """A statement run first in a write transaction to serialize writers of ``table``
         (superseding rows must see every row committed before it)."""

@@ -11,12 +11,13 @@ CASE WHEN mapContains("m", 'audio') THEN "m"['audio'] ELSE NULL END
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 
 from sqlglot import exp
 
 from metaxy_sql.compile.dialects.base import DerivedColumn, Dialect, IdKind, call, lit
-from metaxy_sql.model import names
+from metaxy_sql.model import filters, names
 from metaxy_sql.model.hashing import ABSENT, HashAlgorithm
 
 #: Types whose values can be wrapped in ``Nullable(...)`` (composite types cannot).
@@ -170,6 +171,23 @@ class ClickHouseDialect(Dialect):
         select.set("limit", limit)
         return select
 
+    def predicate(self, predicate: exp.Expr) -> exp.Expr:
+        # ClickHouse compares floats by IEEE-754 (NaN > 1.0 and NaN = NaN false) and matches
+        # IN lists by bit pattern (-0.0 not IN (0.0)); DuckDB and Postgres use the SQL total
+        # order (NaN equal to itself, above every number). Each comparison gets the NaN cases
+        # spelled out with ``x <> x`` (true only for NaN, valid for any column type), innermost
+        # first, so a NaN row gets the status it gets on the other engines.
+        tree = predicate.copy()
+        nodes = list(tree.walk())  # pre-order: reversed, every node comes after its children
+        for node in reversed(nodes):
+            new = _total_order(node)
+            if new is not node:
+                if node is tree:
+                    tree = new
+                else:
+                    node.replace(new)
+        return tree
+
     def statement_settings(self) -> list[exp.Expr]:
         return [
             # Outer joins fill unmatched columns with ''/0 unless join_use_nulls = 1; the
@@ -319,6 +337,89 @@ class ClickHouseDialect(Dialect):
             properties=exp.Properties(expressions=[
                 exp.TemporaryProperty(), exp.EngineProperty(this=exp.var("Memory"))]),
         )
+
+
+#: What is known at compile time of an operand being NaN: True/False for literals, else the
+#: runtime test ``x <> x`` (true only for NaN under IEEE, NULL for NULL, false for text and
+#: integers: valid for a column of any type).
+_NaN = bool | exp.Expr
+
+
+def _nan(operand: exp.Expr) -> _NaN:
+    if isinstance(operand, exp.Literal | exp.Neg | exp.Boolean):
+        value = filters.float_value(operand)
+        return value is not None and math.isnan(value)
+    return exp.paren(exp.NEQ(this=operand.copy(), expression=operand.copy()), copy=False)
+
+
+def _not(value: _NaN) -> _NaN:
+    return (not value) if isinstance(value, bool) else exp.Not(this=value)
+
+
+def _and(left: _NaN, right: _NaN) -> _NaN:
+    if isinstance(left, bool):
+        return right if left else False
+    if isinstance(right, bool):
+        return left if right else False
+    return exp.and_(left, right, copy=False)
+
+
+def _or(base: exp.Expr, extra: _NaN) -> exp.Expr:
+    if extra is False:
+        return base
+    if extra is True:
+        return exp.true()
+    return exp.paren(exp.or_(base, extra, copy=False), copy=False)
+
+
+def _known(operand: exp.Expr) -> _NaN:
+    """True when ``operand`` is not NULL (a literal), else ``operand IS NOT NULL``."""
+    if isinstance(operand, exp.Literal | exp.Neg | exp.Boolean):
+        return True
+    return exp.Not(this=exp.Is(this=operand.copy(), expression=exp.Null()))
+
+
+def _compare(kind: type[exp.Expr], a: exp.Expr, b: exp.Expr) -> exp.Expr:
+    """``a <kind> b`` in the SQL total order (NaN = NaN, NaN above all) from ClickHouse's
+    IEEE comparisons, which are false whenever a side is NaN; NULL stays NULL."""
+    base = kind(this=a.copy(), expression=b.copy())
+    if isinstance(a, exp.Null) or isinstance(b, exp.Null):
+        return base  # NULL on every engine
+    if kind is exp.EQ:    # both NaN
+        return _or(base, _and(_nan(a), _nan(b)))
+    if kind is exp.NEQ:   # IEEE: NaN <> NaN is true; here false
+        extra = _and(_nan(a), _nan(b))
+        if extra is False:
+            return base
+        return exp.paren(exp.and_(base, exp.Not(this=exp.paren(
+            exp.true() if extra is True else extra, copy=False)), copy=False), copy=False)
+    if kind is exp.GT:    # a NaN, b a number
+        return _or(base, _and(_nan(a), _not(_nan(b))))
+    if kind is exp.LT:
+        return _or(base, _and(_nan(b), _not(_nan(a))))
+    if kind is exp.GTE:   # a NaN, b anything not NULL
+        return _or(base, _and(_nan(a), _known(b)))
+    return _or(base, _and(_nan(b), _known(a)))  # LTE
+
+
+def _risky_in(value: exp.Expr) -> bool:
+    """An ``IN`` literal ClickHouse would match by bit pattern where ``=`` differs: a zero
+    (``-0.0`` is not ``IN (0.0)``) or a NaN (``'-nan'`` is not ``IN ('nan')``)."""
+    v = filters.float_value(value)
+    return v is not None and (v == 0 or math.isnan(v))
+
+
+def _total_order(node: exp.Expr) -> exp.Expr:
+    if isinstance(node, exp.EQ | exp.NEQ | exp.GT | exp.GTE | exp.LT | exp.LTE):
+        return _compare(type(node), node.this, node.expression)
+    if isinstance(node, exp.Between):
+        return exp.paren(exp.and_(_compare(exp.GTE, node.this, node.args["low"]),
+                                  _compare(exp.LTE, node.this, node.args["high"]),
+                                  copy=False), copy=False)
+    if isinstance(node, exp.In) and any(_risky_in(v) for v in node.expressions):
+        return exp.paren(exp.or_(*[_compare(exp.EQ, node.this, v) for v in node.expressions],
+                                 copy=False), copy=False)
+    return node
 
 
 def nullable(sql_type: str) -> str:
