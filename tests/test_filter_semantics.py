@@ -10,6 +10,9 @@ rules, value by value.
 
 from __future__ import annotations
 
+import importlib
+import itertools
+import os
 import re
 from typing import Any
 
@@ -18,8 +21,10 @@ import pytest
 
 import metaxy_sql as mx
 from metaxy_sql.model import names
+from tests.conftest import ENGINES
 
 V = "video/full"
+_COPIES = itertools.count()
 
 #: sample id -> duration (None: NULL)
 DURATIONS: dict[str, float | None] = {
@@ -159,3 +164,16 @@ def test_literals_engines_disagree_on_are_refused(text: str, match: str) -> None
 
 def test_negative_number_literals_stay_allowed(store: mx.Store) -> None:
     assert _uids(store.read(V, where="duration > -1.5 AND duration < 1")) == {"zero", "negzero"}
+
+
+def test_copy_between_engines_keeps_every_status(store: mx.Store, engine: str) -> None:
+    """A root copied from this engine to each other engine: every filtered child's increment
+    holds the same samples there as here (and as the semantics say)."""
+    for other in [e for e in ENGINES if e != engine]:
+        module = importlib.import_module(f"tests.engines.{other}")
+        url = module.fresh_url(f"t{os.getpid()}_copy_{engine}_{next(_COPIES)}")
+        with mx.connect(url, graph=_graph()) as target:
+            mx.copy(store, target, [V])
+            got = {text: _uids(target.resolve_update(f"filtered/c{i}").new)
+                   for i, text in enumerate(PREDICATES)}
+            assert got == EXPECTED, other
