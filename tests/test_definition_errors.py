@@ -21,9 +21,10 @@ from metaxy_sql.model import names
 #: Postgres keeps identifiers of NAMEDATALEN - 1 = 63 bytes
 #: (https://www.postgresql.org/docs/current/sql-syntax-lexical.html#SQL-SYNTAX-IDENTIFIERS).
 PG_LIMIT = 63
-#: The longest name the store makes of a non-root feature's table: the session table of the
-#: touched ids of its incremental refresh, ``metaxy_touched__<table>__incremental``.
-TOUCHED_OVERHEAD = len("metaxy_touched__") + len("__incremental")
+#: The longest name the store makes of a feature's table on Postgres: the raw rows of a staged
+#: sample set, ``metaxy_samples__<table>__raw`` (the touched ids of a refresh are named by a
+#: digest, ``names.touched``, so they never are the longest).
+LONGEST_OVERHEAD = len("metaxy_samples__") + len("__raw")
 #: The longest per-field column prefix: ``metaxy_data_version__<field>``.
 FIELD_OVERHEAD = len("metaxy_data_version__")
 
@@ -127,16 +128,17 @@ def _write_and_refresh(store: mx.Store, child: str, field: str = "default") -> N
 
 
 def test_the_longest_name_postgres_takes_works_on_every_engine(make_store: Any) -> None:
-    key = "k" * (PG_LIMIT - TOUCHED_OVERHEAD)      # 34 bytes: the touched table is 63
-    assert max(len(n.encode()) for _, n in names.feature_relations(key)) == PG_LIMIT
+    key = "k" * (PG_LIMIT - LONGEST_OVERHEAD)      # 42 bytes: the raw sample set is 63
+    assert len(f"{names.samples(key)}__raw".encode()) == PG_LIMIT
+    assert max(len(n.encode()) for _, n in names.feature_relations(key)) < PG_LIMIT
     field = "f" * (PG_LIMIT - FIELD_OVERHEAD)
     store = make_store(_chain(key, field))
     _write_and_refresh(store, key, field)
 
 
 @pytest.mark.parametrize(("key", "table_bytes"), [
-    ("k" * (PG_LIMIT - TOUCHED_OVERHEAD + 1), PG_LIMIT - TOUCHED_OVERHEAD + 1),
-    ("v" * 16 + "/" + "w" * 17, 35),               # a 34-character key: '/' becomes '__'
+    ("k" * (PG_LIMIT - LONGEST_OVERHEAD + 1), PG_LIMIT - LONGEST_OVERHEAD + 1),
+    ("v" * 20 + "/" + "w" * 21, 43),               # a 42-character key: '/' becomes '__'
     ("a" * 40 + "/" + "b" * 30, 72),               # longer than 63 itself
 ])
 def test_a_feature_key_too_long_for_postgres(make_store: Any, engine: str, key: str,
@@ -149,12 +151,12 @@ def test_a_feature_key_too_long_for_postgres(make_store: Any, engine: str, key: 
     with pytest.raises(DefinitionError) as e:
         make_store(graph)
     msg = str(e.value)
-    longest = f"metaxy_touched__{names.table(key)}__incremental"
+    longest = f"metaxy_samples__{names.table(key)}__raw"
     assert f"feature {key!r}" in msg and f"table name {names.table(key)!r}" in msg
     assert f"is {table_bytes} bytes" in msg and f"{longest!r} ({len(longest.encode())} bytes)"\
         in msg
     assert "63-byte identifier limit" in msg
-    assert f"a table name of at most {PG_LIMIT - TOUCHED_OVERHEAD} bytes" in msg
+    assert f"a table name of at most {PG_LIMIT - LONGEST_OVERHEAD} bytes" in msg
 
 
 def test_root_features_make_no_increments_so_take_longer_keys(make_store: Any) -> None:

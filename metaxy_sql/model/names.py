@@ -23,6 +23,8 @@ effect, whatever the writers' clocks say (see ``engine.write_order``).
 
 from __future__ import annotations
 
+import hashlib
+
 PROVENANCE_BY_FIELD = "metaxy_provenance_by_field"
 PROVENANCE = "metaxy_provenance"
 DATA_VERSION_BY_FIELD = "metaxy_data_version_by_field"
@@ -187,8 +189,14 @@ BLOCK_NUMBER = "_block_number"
 
 
 def touched(relation: str) -> str:
-    """Session-local relation holding the grain ids a refresh of ``relation`` re-resolves."""
-    return f"metaxy_touched__{relation}"
+    """Session-local relation holding the grain ids a refresh of ``relation`` re-resolves:
+    named by a digest of ``relation`` (28 characters whatever its length), so that it never
+    is a feature's longest identifier (Postgres allows 63 bytes).
+
+    >>> touched("video__face_crop__incremental")
+    'metaxy_touched__8f4992e325ca'
+    """
+    return f"metaxy_touched__{hashlib.sha256(relation.encode()).hexdigest()[:12]}"
 
 
 # -- every identifier of a feature ---------------------------------------------------------------
@@ -201,9 +209,8 @@ def feature_relations(feature_key: str, *, root: bool = False) -> tuple[tuple[st
     refreshes. Each is the table name plus a fixed prefix and/or suffix. Index names are left
     out: a dialect that limits identifiers shortens them with a digest.
 
-    >>> [max(len(n) - len(table("v")) for _, n in feature_relations("v", root=r))
-    ...  for r in (True, False)]
-    [16, 29]
+    >>> sorted((len(n) - 40, what) for what, n in feature_relations("a" * 40))[-2:]
+    [(15, 'staged rows'), (16, 'sample set')]
     """
     common = (
         ("table", table(feature_key)),
