@@ -8,6 +8,7 @@ import importlib
 import importlib.metadata
 import itertools
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -250,6 +251,24 @@ def test_csv_numbers_keep_their_text(runner: CliRunner, url: str, tmp_path: Path
 
     numbers = read_rows(tmp_path / "n.csv", "n.csv")
     assert numbers.to_pylist() == [{"n": 42, "x": 2.5}, {"n": -3, "x": 0.25}]
+
+
+def test_csv_nan_and_text_na_are_kept(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    """Only an empty cell is NULL: ``NaN``/``inf`` in a float column are those floats (Arrow's
+    CSV reader read them as NULL by default, a silently changed value) and a text ``NA`` or
+    ``null`` is that text."""
+    (tmp_path / "rows.csv").write_text(
+        'sample_uid,score,name,metaxy_provenance_by_field\n'
+        'v1,NaN,NA,"{""audio"": ""a1"", ""frames"": ""f1""}"\n'
+        'v2,,null,"{""audio"": ""a2"", ""frames"": ""f2""}"\n'
+        'v3,-inf,x,"{""audio"": ""a3"", ""frames"": ""f3""}"\n'
+        'v4,1.5,y,"{""audio"": ""a4"", ""frames"": ""f4""}"\n')
+    run(runner, *SEED, "--store", url, "write", "video/full", "rows.csv")
+    with mx.connect(url, graph=seed.graph) as store:
+        rows = {r["sample_uid"]: r for r in store.read("video/full").to_pylist()}
+    assert math.isnan(rows["v1"]["score"]) and rows["v2"]["score"] is None
+    assert (rows["v3"]["score"], rows["v4"]["score"]) == (-math.inf, 1.5)
+    assert [rows[k]["name"] for k in ("v1", "v2", "v3", "v4")] == ["NA", "null", "x", "y"]
 
 
 def test_write_csv_and_unreadable_files(runner: CliRunner, url: str, tmp_path: Path) -> None:

@@ -79,22 +79,27 @@ def _read_parquet(path: Path, on_progress: Callable[[int], None] | None) -> pa.T
 def _read_csv(path: Path) -> pa.Table:
     """A CSV file with Arrow's type inference, except where inference would change a value:
     a column inferred as a number keeps its text unless every cell is the number's own text
-    (``0042``, ``1.50``, ``1e3`` stay strings: an id ``0042`` read as 42 is another sample)."""
+    (``0042``, ``1.50``, ``1e3`` stay strings: an id ``0042`` read as 42 is another sample;
+    ``NaN``/``inf`` in a float column are those floats). Only an empty cell is NULL."""
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
-    inferred = pcsv.read_csv(path)
+    # Only an empty cell is NULL: Arrow's default also reads NaN, NA, null, N/A... as NULL,
+    # which silently turned a float NaN into NULL (and would turn a text "NA" into NULL).
+    inferred = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(null_values=[""]))
     numeric = [f.name for f in inferred.schema
                if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                or pa.types.is_decimal(f.type)]
     if not numeric:
         return inferred
     text = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
-        column_types={name: pa.string() for name in numeric}))
+        null_values=[""], column_types={name: pa.string() for name in numeric}))
     for name in numeric:
         index = inferred.column_names.index(name)
         number, cells = inferred.column(index), text.column(name)
         same = pc.equal(pc.cast(number, pa.string()), cells)
+        if pa.types.is_floating(number.type):  # NaN, inf, -inf: read from their own text
+            same = pc.or_kleene(same, pc.or_(pc.is_nan(number), pc.is_inf(number)))
         if not pc.all(pc.or_kleene(same, pc.is_null(number))).as_py():
             inferred = inferred.set_column(index, name, cells)
     return inferred
