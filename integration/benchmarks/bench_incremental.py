@@ -127,8 +127,9 @@ class DuckDBEngine:
         self.gen = duckdb.connect()
         self.plain: duckdb.DuckDBPyConnection | None = None
 
-    def roots(self, store: Any, where: Callable[[str], str], version: int) -> Any:
-        return bdd._gen(self.gen, where("i"), 0, self.n, version)
+    def roots(self, store: Any, where: Callable[[str], str], version: int,
+              lo: int = 0, hi: int | None = None) -> Any:
+        return bdd._gen(self.gen, where("i"), lo, self.n if hi is None else hi, version)
 
     def flat_setup(self, store: Any) -> None:
         con = self.plain = duckdb.connect(str(self.workdir / "plain.db"))
@@ -172,8 +173,10 @@ class ChdbEngine:
         self.workdir, self.n = workdir, n
         self.url = f"chdb://{workdir}?database=bench_store"
 
-    def roots(self, store: Any, where: Callable[[str], str], version: int) -> Any:
-        return store.executor.fetch(bch._roots(where("number"), 0, self.n, version))
+    def roots(self, store: Any, where: Callable[[str], str], version: int,
+              lo: int = 0, hi: int | None = None) -> Any:
+        return store.executor.fetch(bch._roots(where("number"), lo,
+                                               self.n if hi is None else hi, version))
 
     def flat_setup(self, store: Any) -> None:
         ex = store.executor
@@ -238,8 +241,9 @@ class PostgresEngine:
         for schema in (self.schema, self.plain_schema):
             self.conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
-    def roots(self, store: Any, where: Callable[[str], str], version: int) -> Any:
-        return bpg._gen(self.gen, where("i"), 0, self.n, version)
+    def roots(self, store: Any, where: Callable[[str], str], version: int,
+              lo: int = 0, hi: int | None = None) -> Any:
+        return bpg._gen(self.gen, where("i"), lo, self.n if hi is None else hi, version)
 
     def flat_setup(self, store: Any) -> None:
         c, n = self.conn, self.n
@@ -319,8 +323,14 @@ def breakdown(mx: Any, graph: Any, url: str, store: Any, repeat: int = 5) -> dic
 
 
 # -- one engine, one N (child process) --------------------------------------------------------
+def _uid_text(i: int) -> str:
+    """The ``sample_uid`` of root sample ``i`` (``bench_*._uid``: 's' + 10 digits)."""
+    return f"s{i:010d}"
+
+
 def run_engine(engine_name: str, n: int, touched: list[float], repeat: int,
-               pg_url: str) -> dict[str, Any]:
+               pg_url: str, chunk: int = 10_000_000, breakdown_repeat: int = 5,
+               memory_limit: str = "") -> dict[str, Any]:
     import metaxy_sql as mx
     from metaxy_sql.examples.seed import graph
 
@@ -333,8 +343,15 @@ def run_engine(engine_name: str, n: int, touched: list[float], repeat: int,
     try:
         with mx.connect(eng.url, graph=graph) as store:
             t0 = time.perf_counter()
-            store.write(ROOT, eng.roots(store, lambda i: "true", 1))
-            store.write(FEATURE, store.resolve_update(FEATURE).new.to_arrow())
+            if engine_name == "duckdb" and memory_limit:
+                store.executor.execute(f"SET memory_limit = '{memory_limit}'")
+            # In chunks of ``chunk`` ids (a write each), so Python holds one chunk at a time.
+            for lo in range(0, n, chunk):
+                store.write(ROOT, eng.roots(store, lambda i: "true", 1, lo, min(n, lo + chunk)))
+            for lo in range(0, n, chunk):
+                subset = (f"sample_uid >= '{_uid_text(lo)}' AND "
+                          f"sample_uid < '{_uid_text(min(n, lo + chunk))}'")
+                store.write(FEATURE, store.resolve_update(FEATURE, where=subset).new.to_arrow())
             eng.flat_setup(store)
             out["setup_s"] = time.perf_counter() - t0
             eng.after_setup()
@@ -359,7 +376,7 @@ def run_engine(engine_name: str, n: int, touched: list[float], repeat: int,
                            "touched": noop["result"][2]}
             base = full()
             assert base == {"new": 0, "stale": 0, "orphaned": 0}, base
-            out["breakdown"] = breakdown(mx, graph, eng.url, store)
+            out["breakdown"] = breakdown(mx, graph, eng.url, store, breakdown_repeat)
             for h in hands:
                 assert h() == base
             assert build["result"][0] == noop["result"][0] == base
@@ -415,7 +432,9 @@ def run_engine(engine_name: str, n: int, touched: list[float], repeat: int,
 def _child(engine: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--_child", engine, "--samples", str(n),
            "--repeat", str(args.repeat), "--postgres-url", args.postgres_url or "",
-           "--touched", *map(str, args.touched)]
+           "--touched", *map(str, args.touched), "--chunk", str(args.chunk),
+           "--breakdown-repeat", str(args.breakdown_repeat),
+           "--duckdb-memory-limit", args.duckdb_memory_limit]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
@@ -437,7 +456,7 @@ def report(results: list[dict[str, Any]], repeat: int) -> None:
               f"{res['noop']['touched']}); Python tracemalloc peak: full counts "
               f"{res['py_peak_kb_a']:.0f} kB, refresh + counts {res['py_peak_kb_b']:.0f} kB"
               + ("" if res["peak_reset"] else "; RSS = process peak (clear_refs unavailable)"))
-    print("\nfixed costs of a full resolve (seconds, best of 5; call = the whole "
+    print("\nfixed costs of a full resolve (seconds, best of --breakdown-repeat; call = the whole "
           "resolve_update(incremental=False).counts(), the steps after connect as it runs them):")
     for res in results:
         b = res["breakdown"]
@@ -494,12 +513,23 @@ def main() -> None:
                     help="rounds per fraction, each a fresh change (best is reported)")
     ap.add_argument("--postgres-url", default=os.environ.get(PG_ENV),
                     help=f"Postgres server URL without schema (default ${PG_ENV})")
+    ap.add_argument("--chunk", type=int, default=10_000_000,
+                    help="setup writes the root samples and the first face_crop rows in "
+                         "chunks of this many ids (one write each), so Python memory stays "
+                         "bounded at 100M")
+    ap.add_argument("--breakdown-repeat", type=int, default=5,
+                    help="rounds of the fixed-cost breakdown (each runs the full statement "
+                         "twice; 1 at 100M)")
+    ap.add_argument("--duckdb-memory-limit", default="",
+                    help="DuckDB's memory_limit for the store (e.g. 12GB; default: DuckDB's "
+                         "80%% of RAM); above it DuckDB spills to disk")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args._child:  # one engine, one N: JSON on the last stdout line
         print(json.dumps(run_engine(args._child, args.samples[0], args.touched, args.repeat,
-                                    args.postgres_url)))
+                                    args.postgres_url, args.chunk, args.breakdown_repeat,
+                                    args.duckdb_memory_limit)))
         return
     if "postgres" in args.engines and not args.postgres_url:
         raise SystemExit(f"postgres: pass --postgres-url or set {PG_ENV}")

@@ -204,14 +204,25 @@ def max_marks(d: Dialect, tables: Sequence[str], since: Mapping[str, int] | None
     watermark), also ``pending``: the number of superseded rows past the old watermark.
     None when ``tables`` is empty."""
     def one(t: str) -> exp.Select:
-        select = exp.select(exp.alias_(lit(t), _TABLE_NAME, quoted=True),
-                            exp.alias_(_greatest_mark(d), names.WRITE_SEQ, quoted=True))
-        if since is not None:
-            flagged = exp.and_(_since(d, since.get(t, 0)), col(names.SUPERSEDED))
-            select = select.select(exp.alias_(
-                exp.Sum(this=exp.If(this=flagged, true=exp.Literal.number(1),
-                                    false=exp.Literal.number(0))), PENDING, quoted=True))
-        return select.from_(table_ref(t))
+        greatest = exp.select(_greatest_mark(d)).from_(table_ref(t))
+        if since is None:
+            return exp.select(exp.alias_(lit(t), _TABLE_NAME, quoted=True),
+                              exp.alias_(greatest.selects[0], names.WRITE_SEQ, quoted=True)
+                              ).from_(table_ref(t))
+        # Two scalar subqueries: the greatest mark reads one small column of every row; the
+        # count reads the superseded flags only of the parts that may hold rows past the
+        # old watermark (``Dialect.parts_past``).
+        mark = since.get(t, 0)
+        flagged = exp.and_(_since(d, mark), col(names.SUPERSEDED))
+        pending = exp.select(exp.Coalesce(this=exp.Sum(this=exp.If(
+            this=flagged, true=exp.Literal.number(1), false=exp.Literal.number(0))),
+            expressions=[exp.Literal.number(0)])).from_(table_ref(t))
+        parts = d.parts_past(t, mark)
+        if parts is not None:
+            pending = pending.where(parts)
+        return exp.select(exp.alias_(lit(t), _TABLE_NAME, quoted=True),
+                          exp.alias_(greatest.subquery(), names.WRITE_SEQ, quoted=True),
+                          exp.alias_(pending.subquery(), PENDING, quoted=True))
     return _union_all([one(t) for t in tables])
 
 

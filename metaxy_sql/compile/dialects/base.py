@@ -334,6 +334,13 @@ class Dialect:
         selecting the same rows."""
         return subset.copy()
 
+    def parts_past(self, table: str, mark: int) -> exp.Expr | None:
+        """A predicate keeping only the storage parts of feature table ``table`` that may
+        hold rows past watermark ``mark``, decided from the catalog before any column is
+        read, for scans that cannot filter on the watermark column itself; None (the
+        default) where the engine has no such parts."""
+        return None
+
     def watermark_reference(self, name: str, mark: int) -> exp.Expr:
         """The value ``mark`` of the watermark called ``name`` as it appears in a refresh's
         partial resolve: a literal by default. A dialect that reads it from a session
