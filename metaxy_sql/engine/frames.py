@@ -1,10 +1,12 @@
-"""Arrow results as polars and pandas frames, with maps as dicts rather than lists of pairs.
+"""Arrow results as polars and pandas frames: exact values, per-field maps as dicts or structs.
 
 Arrow's ``map<string, string>`` (``metaxy_provenance_by_field``, ``metaxy_data_version_by_field``)
 has no polars type and becomes a list of ``{key, value}`` pairs under ``pl.from_arrow``, and a
 list of tuples under ``to_pandas()``. Here:
 
-- **pandas**: every map cell is a Python ``dict`` (``to_pandas(maps_as_pydicts="strict")``).
+- **pandas**: every by-field map cell is a Python ``dict``; other maps keep their Arrow type
+  (``pd.ArrowDtype``), as do lists and structs, and numbers and booleans use pandas' nullable
+  dtypes, so that every value and NULL comes back exactly (see :func:`to_pandas`).
 - **polars**: a map column whose keys are known (the feature's field keys, for the by-field
   columns) becomes a ``Struct`` with one ``String`` field per key, in the given order (a key
   absent from a row is null); any other map column stays a ``List(Struct{key, value})``
@@ -20,13 +22,17 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from metaxy_sql.errors import ConfigError
+from metaxy_sql.model import names
 
 #: Map column -> its keys, in order (the columns converted to polars structs).
 MapKeys = Mapping[str, Sequence[str]]
+#: Map columns handed to pandas as Python dicts (every other map keeps its Arrow type).
+BY_FIELD_COLUMNS = (names.PROVENANCE_BY_FIELD, names.DATA_VERSION_BY_FIELD)
 
 
 def _struct_type(value_type: pa.DataType, keys: Sequence[str]) -> pa.StructType:
@@ -160,10 +166,66 @@ def _on_one_thread(make: Callable[[], Iterator[pa.RecordBatch]]) -> Iterator[pa.
         worker.join()
 
 
-def to_pandas(data: pa.Table) -> Any:
-    """A ``pandas.DataFrame`` of ``data``; map cells are Python dicts."""
+def _pandas() -> Any:
     try:
-        import pandas  # noqa: F401  (to_pandas needs it; a clear error when it is missing)
+        import pandas as pd
     except ImportError as e:  # pragma: no cover - depends on the installed packages
         raise ConfigError("to_pandas needs pandas: pip install pandas") from e
-    return data.to_pandas(maps_as_pydicts="strict")
+    return pd
+
+
+def _nullable_dtype(pd: Any, t: pa.DataType) -> Any:
+    """The pandas dtype that holds every value of Arrow type ``t`` and its NULLs, or ``None``
+    for pyarrow's default (floats and maps are converted apart: see :func:`to_pandas`)."""
+    if pa.types.is_integer(t):
+        return pd.api.types.pandas_dtype(
+            f"{'U' if pa.types.is_unsigned_integer(t) else ''}Int{t.bit_width}")
+    if pa.types.is_boolean(t):
+        return pd.BooleanDtype()
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) \
+            or pa.types.is_list_view(t) or pa.types.is_struct(t):
+        return pd.ArrowDtype(t)  # numpy arrays and dicts of Python values lose int64 and NULL
+    return None
+
+
+def _float_array(pd: Any, column: pa.ChunkedArray) -> Any:
+    """A ``Float64``/``Float32`` array keeping NaN apart from NULL (``pd.NA``): pandas'
+    ``Float64Dtype.__from_arrow__`` masks NaN as missing, the constructor keeps it a value."""
+    if pa.types.is_float16(column.type):
+        column = column.cast(pa.float32())
+    values = np.asarray(column.fill_null(0).to_numpy())
+    mask = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return pd.arrays.FloatingArray(values, mask)
+
+
+def to_pandas(data: pa.Table) -> Any:
+    """A ``pandas.DataFrame`` of ``data`` in dtypes that keep every value and every NULL.
+
+    - ``int8``…``int64``, ``uint8``…``uint64``: ``Int8``…``Int64``, ``UInt8``…``UInt64``
+      (NULL is ``pd.NA``; no float detour, so ids above 2**53 keep every digit);
+    - ``float32``/``float64``: ``Float32``/``Float64``, NULL is ``pd.NA`` and NaN stays NaN;
+    - ``bool``: ``boolean`` (NULL is ``pd.NA``);
+    - ``list``, ``struct``, and ``map`` other than the per-field columns:
+      ``pd.ArrowDtype`` of the Arrow type (cells read as Python lists, dicts, lists of pairs);
+    - per-field maps (``metaxy_provenance_by_field``, ``metaxy_data_version_by_field``):
+      Python ``dict`` cells;
+    - the rest as pyarrow gives them: ``string`` as pandas' string dtype, ``timestamp[us]``
+      (zoned or not) as ``datetime64[us]`` with NaT for NULL, ``decimal128`` as
+      ``decimal.Decimal``, ``date32`` as ``datetime.date``, ``binary`` as ``bytes`` (NULL:
+      ``None``).
+
+    :func:`metaxy_sql.engine.ingest.from_pandas` turns such a frame back into the same Arrow
+    values.
+
+    Raises:
+        ConfigError: pandas is not installed.
+    """
+    pd = _pandas()
+    frame = data.to_pandas(types_mapper=lambda t: _nullable_dtype(pd, t),
+                           maps_as_pydicts="strict")
+    for i, field in enumerate(data.schema):
+        if pa.types.is_floating(field.type):
+            frame.isetitem(i, _float_array(pd, data.column(i)))
+        elif pa.types.is_map(field.type) and field.name not in BY_FIELD_COLUMNS:
+            frame.isetitem(i, pd.array(data.column(i), dtype=pd.ArrowDtype(field.type)))
+    return frame

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
@@ -55,7 +56,7 @@ def _table(data: Any, feature: str) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if type(data).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(data, preserve_index=False)
+        return from_pandas(data, feature)
     if isinstance(data, Mapping):
         raise DataError(
             f"feature {feature!r}: got a single mapping; pass a list of rows ([{{...}}]) or a "
@@ -68,6 +69,61 @@ def _table(data: Any, feature: str) -> pa.Table:
     raise DataError(
         f"feature {feature!r}: cannot read rows from {type(data).__name__}; pass Arrow, "
         "polars, pandas or a list of dicts")
+
+
+def from_pandas(frame: Any, feature: str) -> pa.Table:
+    """A ``pandas.DataFrame`` as Arrow, with NULL only where pandas marks a value missing.
+
+    ``pa.Table.from_pandas`` reads every float NaN as NULL, which would replace a value the
+    user gave. Here a NaN is NULL only when it is pandas' missing marker:
+
+    - numpy float columns (``float64``, ...): NaN is the float NaN (numpy has no NULL); so is
+      it in ``Float64``/``Float32`` columns, whose NULL is ``pd.NA``;
+    - ``object`` columns: ``None``, ``pd.NA`` and ``NaT`` are NULL; a NaN is the float NaN
+      when every other value of the column is a float, and NULL otherwise (pandas puts NaN
+      in rows it adds to an ``object`` column of text, bytes, decimals: a merge, a reindex);
+      NaN inside lists and dicts stays NaN (and is refused: nested values hold no NaN);
+    - other dtypes convert as pandas marks them (``pd.NA``, ``NaT``, the ``str`` dtype's NaN,
+      a categorical's missing code).
+
+    The index is not written.
+
+    Raises:
+        DataError: an ``object`` column whose values Arrow cannot hold as one type (names the
+            column and first row).
+    """
+    import pandas as pd
+
+    kinds = [getattr(dtype, "kind", "") if isinstance(dtype, np.dtype) else ""
+             for dtype in frame.dtypes]
+    exact = {i: _exact_array(pd, frame.iloc[:, i].to_numpy(), kind, feature, str(name))
+             for i, (name, kind) in enumerate(zip(frame.columns, kinds, strict=True))
+             if kind in ("f", "O")}
+    rest = [i for i in range(frame.shape[1]) if i not in exact]
+    converted = pa.Table.from_pandas(frame.iloc[:, rest], preserve_index=False)
+    arrays = [exact[i] if i in exact else converted.column(rest.index(i))
+              for i in range(frame.shape[1])]
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
+
+
+def _exact_array(pd: Any, values: Any, kind: str, feature: str, name: str) -> Any:
+    if kind == "f":
+        return pa.array(values, from_pandas=False)
+    cells = list(values)
+    nan_is_null = any(not (_is_missing(pd, v) or isinstance(v, float)) for v in cells)
+    cells = [None if _is_missing(pd, v) or (nan_is_null and _is_nan(v)) else v for v in cells]
+    try:
+        return pa.array(cells, from_pandas=False)
+    except (pa.ArrowException, UnicodeError, OverflowError, TypeError) as e:
+        raise _locate([{name: v} for v in cells], feature, e) from None
+
+
+def _is_missing(pd: Any, value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
 
 
 def _from_rows(rows: list[Mapping[str, Any]], feature: str) -> pa.Table:
