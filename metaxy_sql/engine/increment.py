@@ -134,8 +134,11 @@ class IncrementPart:
                                   self.map_keys)
 
     def to_pandas(self) -> Any:
-        """This category's rows as an eager ``pandas.DataFrame`` (needs ``pandas``); map
-        columns (``metaxy_provenance_by_field``) hold Python dicts.
+        """This category's rows as an eager ``pandas.DataFrame`` (needs ``pandas``) that writes
+        back exactly: ints, floats and bools in pandas' nullable dtypes (``Int64``,
+        ``Float64`` with NaN apart from ``pd.NA``, ``boolean``), lists, structs and other maps as
+        ``pd.ArrowDtype``, per-field maps (``metaxy_provenance_by_field``) as Python dicts (see
+        :func:`metaxy_sql.engine.frames.to_pandas`).
 
         Raises:
             ConfigError: pandas is not installed.

@@ -769,7 +769,10 @@ class Store:
                                 dict.fromkeys(by_field, self.graph.field_keys(feature)))
 
     def read_pandas(self, feature: str, *, history: bool = False) -> Any:
-        """:meth:`read` as a ``pandas.DataFrame``; map cells are Python dicts.
+        """:meth:`read` as a ``pandas.DataFrame`` that writes back exactly: nullable dtypes
+        (``Int64``, ``UInt64``, ``Float64`` with NaN apart from ``pd.NA``, ``boolean``),
+        ``pd.ArrowDtype`` for lists, structs and maps, per-field map cells as Python dicts
+        (see :func:`metaxy_sql.engine.frames.to_pandas`).
 
         Raises:
             ConfigError: pandas is not installed.
