@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from metaxy_sql.cli.options import check_store_url
 from metaxy_sql.cli.progress import progress
 from metaxy_sql.engine.store import Store
 from metaxy_sql.errors import ConfigError
@@ -58,6 +59,8 @@ def copy_cmd(obj: _Obj, features: tuple[str, ...], source_url: str, target_url: 
       metaxy-sql copy --from clickhouse://prod:8123/meta --to duckdb:///meta.db
       metaxy-sql copy --from duckdb:///meta.db --to postgresql://u@h/db --history
     """
+    check_store_url(source_url, "--from")
+    check_store_url(target_url, "--to")
     check_chdb_paths(source_url, target_url)
     wanted = list(features) or None
     with obj.store(source_url, create=False) as source:
@@ -88,6 +91,8 @@ def rebase_cmd(obj: _Obj, feature: str, where: str | None, url: str | None) -> N
       metaxy-sql plan                      # video/face_crop  changed  1000 samples stale now
       metaxy-sql rebase video/face_crop    # video/face_crop: rebased 1000 rows
     """
+    if url is not None:
+        check_store_url(url, "--store")
     with obj.store(url, create=False) as store:
         n = store.rebase(feature, where=where)
     click.echo(f"{feature}: rebased {n} rows (provenance re-stamped, data versions kept)")

@@ -41,8 +41,10 @@ class CliContext:
         """The merged settings (config file < environment < flags).
 
         Raises:
-            ConfigError: the config file is missing or invalid.
+            ConfigError: the config file is missing or invalid; ``--store ''`` (empty).
         """
+        if self.store_url is not None:
+            check_store_url(self.store_url, "--store")
         return load_config(self.config_path, entrypoints=self.entrypoints,
                            store=store or self.store_url)
 
@@ -69,6 +71,21 @@ class CliContext:
                               "store = 'duckdb:///meta.db' under [tool.metaxy-sql]")
         return connect(config.store, graph=load_graph(config), create=create,
                        hash_algorithm=config.hash_algorithm)  # type: ignore[arg-type]
+
+
+def check_store_url(url: str, option: str) -> str:
+    """``url`` as given to ``option``; an empty one is refused (an empty value must not mean
+    "the default store").
+
+    Raises:
+        ConfigError: ``url`` is empty or blank.
+    """
+    if not url.strip():
+        default = ("" if option in ("--from", "--to") else
+                   f", or leave {option} out to use the config's store or METAXY_SQL_STORE")
+        raise ConfigError(f"{option} is empty: give a store URL, e.g. {option} "
+                          f"duckdb:///meta.db{default}")
+    return url
 
 
 def _obj(ctx: click.Context) -> CliContext:

@@ -13,7 +13,12 @@ from typing import Any
 import click
 import pyarrow as pa
 
-from metaxy_sql.cli.options import CliContext, common_options, json_format_option
+from metaxy_sql.cli.options import (
+    CliContext,
+    check_store_url,
+    common_options,
+    json_format_option,
+)
 from metaxy_sql.cli.progress import progress
 from metaxy_sql.cli.rows import dumps, plain_rows, read_rows
 from metaxy_sql.engine.store import Store
@@ -234,19 +239,16 @@ def delete_cmd(obj: CliContext, feature: str, file: Path | None, where: str | No
         raise click.UsageError("give FILE or --where (not both)")
     spec = obj.graph().spec(feature)
     with obj.store(None, create=False) as store:
-        if file is not None:
+        if file is None:  # errors in --where name this command (delete), not read
+            n = store.delete(feature, where=where, hard=hard)
+        else:
             ids = read_rows(file, str(file))
             missing = [c for c in spec.id_columns if c not in ids.column_names]
             if missing:
                 raise DataError(f"{file}: lacks the id columns {missing} of {feature!r}; "
                                 "give one row per sample with its id columns")
-        else:
-            rows = store.read(feature, history=hard, where=where)
-            ids = rows.select(list(spec.id_columns))
-            if hard and ids.num_rows:
-                ids = ids.group_by(list(spec.id_columns)).aggregate([])
-        n = store.delete(feature, ids.select(list(spec.id_columns)), hard=hard) \
-            if ids.num_rows else 0
+            n = store.delete(feature, ids.select(list(spec.id_columns)), hard=hard) \
+                if ids.num_rows else 0
     click.echo(f"deleted {n} samples of {feature} ({'hard' if hard else 'soft'})")
 
 
@@ -280,7 +282,7 @@ def demo(obj: CliContext, n: int) -> None:
     """
     from metaxy_sql.examples.demo import reset, run_demo, steps
 
-    url = obj.store_url or DEMO_STORE
+    url = DEMO_STORE if obj.store_url is None else check_store_url(obj.store_url, "--store")
     reset(url)
     with progress("demo", steps(), unit="steps") as task:
         run_demo(url, n, click.echo, on_progress=task.advance)

@@ -68,8 +68,12 @@ def materialize_cmd(obj: CliContext, features: tuple[str, ...], all_: bool, kind
                     click.echo(a.ddl)
         click.echo(report.summary())
         if dbt_sources is not None:
+            # The refresh command loads the same definitions (entrypoints from -e, the
+            # environment or the config file; that file's folder) from any directory.
+            config = obj.config()
             path = write_sources(dbt_sources, store.graph, report.actions,
-                                 store_url=store.url, entrypoints=obj.entrypoints)
+                                 store_url=store.url, entrypoints=config.entrypoints,
+                                 config=config.source)
             click.echo(f"wrote {path}")
 
 

@@ -48,6 +48,44 @@ def to_arrow(data: Any, *, feature: str) -> pa.Table:
     return _by_field_as_maps(_table(data, feature), feature)
 
 
+def id_rows(ids: Any, feature: str, id_columns: Sequence[str]) -> Any:
+    """``ids`` as :func:`to_arrow` reads them: a list of plain id values (one id column) or of
+    tuples (one value per id column, in ``id_columns`` order) becomes rows; rows and tables
+    (what ``write`` accepts) are returned as they are.
+
+    >>> id_rows(["v1", "v2"], "video/full", ["sample_uid"])
+    [{'sample_uid': 'v1'}, {'sample_uid': 'v2'}]
+    >>> id_rows([("v1", 0)], "video/chunk", ["sample_uid", "chunk"])
+    [{'sample_uid': 'v1', 'chunk': 0}]
+
+    Raises:
+        DataError: a string or bytes instead of a list; a plain value for a feature with
+            several id columns; a tuple of another length than ``id_columns``.
+    """
+    if isinstance(ids, str | bytes):
+        raise DataError(f"feature {feature!r}: got one id {ids!r}; pass a list of ids, e.g. "
+                        f"[{ids!r}]")
+    tabular = (pa.Table, pa.RecordBatch, Mapping)
+    if isinstance(ids, tabular) or hasattr(ids, "to_arrow") or \
+            type(ids).__module__.startswith("pandas") or not isinstance(ids, Iterable):
+        return ids
+    return [_id_row(item, feature, id_columns) for item in ids]
+
+
+def _id_row(item: Any, feature: str, id_columns: Sequence[str]) -> Any:
+    if isinstance(item, Mapping | BaseModel):
+        return item
+    if isinstance(item, tuple | list):
+        if len(item) == len(id_columns):
+            return dict(zip(id_columns, item, strict=True))
+    elif len(id_columns) == 1:
+        return {id_columns[0]: item}
+    form = ("a plain value per id, or a row {...}" if len(id_columns) == 1 else
+            f"a tuple of {len(id_columns)} values per id, in that order, or a row {{...}}")
+    raise DataError(f"feature {feature!r}: ids are values of its id columns "
+                    f"{list(id_columns)}: give {form}; got {item!r}")
+
+
 def _table(data: Any, feature: str) -> pa.Table:
     if hasattr(data, "to_arrow") and not isinstance(data, pa.Table):
         data = data.to_arrow()  # polars DataFrame, increment parts

@@ -478,8 +478,9 @@ class Store:
                     f"id's latest row. Drop the column {c!r} (use copy to move rows between "
                     "stores with their write columns)")
 
-    def delete(self, feature: str, ids: Any, *, hard: bool = False) -> int:
-        """Delete samples by id (anything ``write`` accepts; only id columns are read).
+    def delete(self, feature: str, ids: Any = None, *, where: str | None = None,
+               hard: bool = False) -> int:
+        """Delete samples by id, or those matching ``where``.
 
         Soft by default: a tombstone hides the samples from the latest state and keeps their
         history. ``hard=True`` removes every row of those ids, history included.
@@ -489,15 +490,34 @@ class Store:
         to ids with rows; an id listed twice counts once. A delete of nothing appends nothing
         and takes no write position.
 
+        Args:
+            feature: feature key.
+            ids: the ids: anything ``write`` accepts (only the id columns are read), a list of
+                plain id values when the feature has one id column (``["v1", "v2"]``), or a
+                list of tuples, one value per id column in ``id_columns`` order.
+            where: instead of ``ids``: a predicate over the rows' columns, as in
+                :meth:`read`: the samples whose latest row matches (``hard``: any row ever
+                written), e.g. ``"sample_uid LIKE 'tmp%'"``.
+            hard: remove every row of those ids, history included.
+
         Returns:
             The number of distinct ids deleted: tombstoned (soft) or whose rows were
             removed (``hard``); 0 when none was.
 
         Raises:
-            DataError: the ids lack an id column, hold nulls or ids of a refused type.
+            DataError: the ids lack an id column, hold nulls or ids of a refused type; a
+                plain value or tuple that does not fit the id columns; both or neither of
+                ``ids`` and ``where``.
+            DefinitionError: ``where`` does not parse, is not allowed or reads unknown
+                columns (the message names ``delete``).
         """
         spec = self.graph.spec(feature)
-        table = ingest.to_arrow(ids, feature=feature)
+        if (ids is None) == (where is None):
+            raise DataError(f"delete {feature!r}: give ids or where= (one of them), e.g. "
+                            f"store.delete({feature!r}, where=\"{spec.id_columns[0]} = 'v1'\")")
+        if where is not None:
+            ids = self._ids_where(feature, where, hard)
+        table = ingest.to_arrow(ingest.id_rows(ids, feature, spec.id_columns), feature=feature)
         if table.num_rows == 0 and table.num_columns == 0:
             return 0  # no ids at all (an empty list): nothing to delete
         table = ingest.check_id_types(table, feature, spec.id_columns)
@@ -546,6 +566,17 @@ class Store:
 
         self._retrying(attempt)
         return deleted[0]
+
+    def _ids_where(self, feature: str, where: str, hard: bool) -> pa.Table:
+        """The distinct ids of the rows ``where`` matches: in the latest state, or (``hard``)
+        in the history."""
+        id_columns = list(self.graph.spec(feature).id_columns)
+        query = self._read_query(feature, hard, where, what=f"delete {feature!r}: where=")
+        if query is None:
+            return pa.table({c: pa.array([], pa.string()) for c in id_columns})
+        rows = coltypes.restore(self.executor.fetch(self.executor.dialect.render(query)),
+                                self.column_types(feature)).select(id_columns)
+        return rows.group_by(id_columns).aggregate([]) if hard else rows
 
     def _deletable(self, feature: str, ids: pa.Table, hard: bool) -> pa.Table:
         """The rows of staged, numbered ``ids`` (one per distinct id) that a delete changes:
@@ -794,15 +825,17 @@ class Store:
         return load_extension("ibis").table(self.executor, query)
 
     def _read_query(self, feature: str, history: bool, where: str | None = None,
-                    limit: int | None = None) -> exp.Select | None:
-        """The query of :meth:`read`, or None when the feature has no table."""
+                    limit: int | None = None, what: str | None = None) -> exp.Select | None:
+        """The query of :meth:`read`, or None when the feature has no table. ``what``: how
+        errors name ``where`` (default: ``read 'feature': where=``)."""
         spec = self.graph.spec(feature)
+        what = what or f"read {feature!r}: where="
         if limit is not None and limit < 0:
             raise ConfigError(f"read {feature!r}: limit must be 0 or more, got {limit}")
         table = names.table(feature)
         if table not in self.executor.tables():
             if where is not None:  # still refuse what would never run
-                filters.parse_filter(where, f"read {feature!r}: where=")
+                filters.parse_filter(where, what)
             return None
         stored = self.executor.columns(table)
         if history:
@@ -815,7 +848,6 @@ class Store:
             query = builder.read_latest(table, spec.id_columns, columns)
             available = [*spec.id_columns, *columns]
         if where is not None:
-            what = f"read {feature!r}: where="
             predicate = filters.parse_filter(where, what)
             filters.check_columns(predicate, where, available, what,
                                   "filter on the feature's columns")

@@ -10,7 +10,9 @@ import json
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
+from metaxy_sql.engine.executors.base import SECRET_PARAMS, mask_url
 from metaxy_sql.model import names
 from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.warehouse.materialize import FEATURE_TABLE, Action
@@ -36,26 +38,66 @@ def _columns(graph: FeatureGraph, key: str) -> list[tuple[str, str]]:
     ]
 
 
+#: The environment variable a refresh command reads a store URL with a password from.
+STORE_ENV = "METAXY_SQL_STORE"
+
+
+def refresh_store(url: str) -> str | None:
+    """How a refresh command names the store at ``url``, so it opens the same store from any
+    directory (dbt runs commands from its project folder): a DuckDB file by its absolute
+    path (a relative one is resolved against the working directory, where it was opened);
+    ``None`` for a URL carrying a password, even masked (the command then reads
+    ``$METAXY_SQL_STORE``: a password is never written out); any other URL as it is.
+
+    >>> refresh_store("postgresql://me:***@db.example.com/meta")
+    >>> refresh_store("clickhouse://db.example.com:8123/meta")
+    'clickhouse://db.example.com:8123/meta'
+    """
+    parts = urlsplit(url)
+    if parts.password is not None or any(
+            k in SECRET_PARAMS for k, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return None
+    prefix = "duckdb:///"
+    if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
+        return prefix + str(Path(url[len(prefix):]).absolute())
+    return url
+
+
 def refresh_command(feature: str, store_url: str | None = None,
-                    entrypoints: Sequence[str] = ()) -> str:
-    """The command line that refreshes the incremental table of ``feature`` in the store at
-    ``store_url`` (as ``Store.url`` gives it: a password is masked) with the definitions of
-    ``entrypoints`` (none: the configured ones)."""
+                    entrypoints: Sequence[str] = (), config: Path | None = None) -> str:
+    """The command line that refreshes the incremental table of ``feature``, from any
+    directory, with the definitions that made it.
+
+    Args:
+        feature: feature key.
+        store_url: the store (as given, or as ``Store.url`` shows it): named as
+            :func:`refresh_store` says; one with a password as ``--store "$METAXY_SQL_STORE"``
+            (unset, that is an empty ``--store``: an error, never another store).
+        entrypoints: the modules the definitions were loaded from (``-e`` each).
+        config: the config file they were loaded with (``--config``, absolute): its folder
+            is where the modules import from, and it sets the hash algorithm.
+    """
     parts = ["metaxy-sql", "materialize", feature, "--as", "incremental"]
+    if config is not None:
+        parts += ["--config", str(config.absolute())]
     for module in entrypoints:
         parts += ["-e", module]
-    if store_url is not None:
-        parts += ["--store", store_url]
-    return shlex.join(parts)
+    store = None if store_url is None else refresh_store(store_url)
+    if store is not None:
+        parts += ["--store", store]
+    command = shlex.join(parts)
+    if store_url is not None and store is None:
+        command += f' --store "${STORE_ENV}"'  # expanded by the shell that runs it
+    return command
 
 
 def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
                  source: str = SOURCE_NAME, *, store_url: str | None = None,
-                 entrypoints: Sequence[str] = ()) -> str:
+                 entrypoints: Sequence[str] = (), config: Path | None = None) -> str:
     """``sources.yml`` text for the relations ``actions`` created, replaced or kept (one
-    ``materialize`` call: one schema). ``store_url``/``entrypoints``: the store and
-    definitions they were materialized with, named in an incremental table's refresh
-    command (meta ``metaxy_refresh``; a masked password must be filled in)."""
+    ``materialize`` call: one schema). ``store_url``, ``entrypoints`` and ``config``: the
+    store and definitions they were materialized with, named in an incremental table's
+    refresh command (meta ``metaxy_refresh``; see :func:`refresh_command`)."""
     kept = [a for a in actions if a.action in ("created", "replaced", "unchanged", "refreshed",
                                                "rebuilt") and a.kind != FEATURE_TABLE]
     lines = ["# Written by `metaxy-sql materialize --dbt-sources`; regenerate, do not edit.",
@@ -64,12 +106,15 @@ def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
         lines.append(f"    schema: {_q(kept[0].schema)}")
     lines += [f"    description: {_q('Increments of metaxy-sql features (materialize)')}",
               "    tables:" if kept else "    tables: []"]
+    secret = store_url is not None and refresh_store(store_url) is None
     for a in kept:
-        refresh = refresh_command(a.feature, store_url, entrypoints)
+        refresh = refresh_command(a.feature, store_url, entrypoints, config)
         text = f"Increment of {a.feature} ({a.kind}). "
         if a.kind == "incremental":
             # a table, not a view: writes since its last refresh are not in it
-            text += f"As of its last refresh: run `{refresh}` (or resolve_update) first. "
+            text += f"As of its last refresh: run `{refresh}` (or resolve_update) first"
+            text += (f", with {STORE_ENV} set to the store URL ({mask_url(store_url or '')}). "
+                     if secret else ". ")
         text += graph.spec(a.feature).description or ""
         lines += [
             f"      - name: {_q(a.relation)}",
@@ -87,9 +132,10 @@ def sources_yaml(graph: FeatureGraph, actions: Sequence[Action],
 
 
 def write_sources(path: Path, graph: FeatureGraph, actions: Sequence[Action], *,
-                  store_url: str | None = None, entrypoints: Sequence[str] = ()) -> Path:
+                  store_url: str | None = None, entrypoints: Sequence[str] = (),
+                  config: Path | None = None) -> Path:
     """Write :func:`sources_yaml` to ``path`` (parents created); returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(sources_yaml(graph, actions, store_url=store_url,
-                                 entrypoints=entrypoints))
+                                 entrypoints=entrypoints, config=config))
     return path

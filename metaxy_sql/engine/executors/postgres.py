@@ -28,6 +28,7 @@ from sqlglot import exp
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.postgres import PostgresDialect, staged_raw
+from metaxy_sql.engine.executors.base import mask_url
 from metaxy_sql.engine.executors.postgres_arrow import ArrowCodec, quote
 from metaxy_sql.errors import ConfigError, ExecutionError, StoreConnectionError
 from metaxy_sql.model import names
@@ -51,15 +52,6 @@ LIBPQ_PARAMS = frozenset((
     "scram_client_key", "scram_server_key", "oauth_issuer", "oauth_client_id",
     "oauth_client_secret", "oauth_scope", "sslkeylogfile",
 ))
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _split_url(url: str) -> tuple[str, str | None]:
