@@ -222,3 +222,85 @@ def test_cli_delete_file_counts_live_ids(engine: str, tmp_path: Path,
     with mx.connect(url, graph=GRAPH, create=False) as store:
         assert _tombstones(store, "v0") == 1
         assert "v9" not in store.read(V, history=True).column("sample_uid").to_pylist()
+
+
+# -- the forms of ids a delete takes -----------------------------------------------------------
+U = "audio/utterance"
+utterance = mx.FeatureSpec(key=U, id_columns=["speaker_id", "utterance_id"],
+                           fields=[mx.FieldSpec(key="audio", code_version="1")])
+
+
+def test_delete_takes_plain_id_values_for_one_id_column(make_store: StoreFactory) -> None:
+    store = _store(make_store, 4)
+    assert store.delete(V, ["v0", "v2", "never"]) == 2
+    assert store.delete(V, ("v1",)) == 1  # any sequence of values
+    assert store.delete(V, [("v3",)], hard=True) == 1  # a 1-tuple is the id too
+    assert store.read(V).num_rows == 0
+    assert [_tombstones(store, u) for u in ("v0", "v1", "v2")] == [1, 1, 1]
+    assert "v3" not in store.read(V, history=True).column("sample_uid").to_pylist()
+
+
+def test_delete_takes_tuples_in_id_column_order(make_store: StoreFactory) -> None:
+    store = make_store(mx.FeatureGraph([utterance]))
+    store.write(U, [{"speaker_id": s, "utterance_id": u,
+                     names.PROVENANCE_BY_FIELD: {"audio": f"{s}{u}"}}
+                    for s in ("s1", "s2") for u in (1, 2)])
+    # (speaker_id, utterance_id): ("s1", 2) only, not ("s2", 1) nor a swapped pair
+    assert store.delete(U, [("s1", 2), ("nobody", 1)]) == 1
+    assert store.delete(U, [["s2", 1], {"speaker_id": "s2", "utterance_id": 2}]) == 2
+    left = store.read(U).to_pylist()
+    assert [(r["speaker_id"], r["utterance_id"]) for r in left] == [("s1", 1)]
+
+
+@pytest.mark.parametrize(("ids", "message"), [
+    ("v0", "got one id 'v0'; pass a list of ids, e.g. ['v0']"),
+    ([("v0", "x")], "ids are values of its id columns ['sample_uid']: give a plain value"),
+])
+def test_delete_ids_that_do_not_fit_one_id_column(make_store: StoreFactory, ids: Any,
+                                                  message: str) -> None:
+    store = _store(make_store)
+    with pytest.raises(mx.DataError, match=re.escape(message)):
+        store.delete(V, ids)
+    assert store.read(V).num_rows == 2
+
+
+@pytest.mark.parametrize("ids", [["s1"], [("s1",)], [("s1", 1, "x")]])
+def test_delete_ids_that_do_not_fit_two_id_columns(make_store: StoreFactory, ids: Any) -> None:
+    store = make_store(mx.FeatureGraph([utterance]))
+    store.write(U, [{"speaker_id": "s1", "utterance_id": 1,
+                     names.PROVENANCE_BY_FIELD: {"audio": "a"}}])
+    with pytest.raises(mx.DataError, match=re.escape(
+            "ids are values of its id columns ['speaker_id', 'utterance_id']: give a tuple "
+            "of 2 values per id, in that order")):
+        store.delete(U, ids)
+    assert store.read(U).num_rows == 1
+
+
+def test_delete_where(make_store: StoreFactory) -> None:
+    store = _store(make_store, 4)
+    assert store.delete(V, where="sample_uid IN ('v0', 'v1')") == 2
+    assert store.delete(V, where="sample_uid IN ('v0', 'v1')") == 0  # not live any more
+    # hard: rows ever written match, tombstoned v0 included; its whole history goes
+    assert store.delete(V, where="sample_uid = 'v0'", hard=True) == 1
+    assert sorted(set(store.read(V, history=True).column("sample_uid").to_pylist())) == [
+        "v1", "v2", "v3"]
+    assert store.read(V).column("sample_uid").to_pylist() == ["v2", "v3"]
+    with pytest.raises(mx.DataError, match=r"delete 'video/full': give ids or where="):
+        store.delete(V, ["v2"], where="sample_uid = 'v2'")
+    with pytest.raises(mx.DataError, match=r"delete 'video/full': give ids or where="):
+        store.delete(V)
+
+
+@pytest.mark.parametrize(("where", "problem"), [
+    ("nope = 1", "reads unknown columns ['nope']"),
+    ("sample_uid = 'v1'; DROP TABLE x", "does not parse"),
+])
+def test_delete_where_errors_name_delete(make_store: StoreFactory, where: str,
+                                         problem: str) -> None:
+    store = _store(make_store)
+    for hard in (False, True):
+        with pytest.raises(mx.DefinitionError) as caught:
+            store.delete(V, where=where, hard=hard)
+        assert str(caught.value).startswith(f"delete 'video/full': where= ({where!r})")
+        assert problem in str(caught.value) and "read 'video" not in str(caught.value)
+    assert store.read(V).num_rows == 2
