@@ -599,3 +599,38 @@ def test_dumps_is_strict_json_at_any_depth() -> None:
              "d": "NaN", "e": 0.1}
     assert _strict(dumps(value)) == {"a": None, "b": [1.0, None, {"c": [None, 2]}], "d": "NaN",
                                      "e": 0.1}
+
+
+def test_empty_store_url_is_an_error_not_the_default_store(runner: CliRunner, url: str,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "metaxy-sql.toml").write_text(
+        f'entrypoints = ["metaxy_sql.examples.seed"]\nstore = "{url}"\n')
+    pq.write_table(pa.Table.from_pylist(samples(2)), tmp_path / "two.parquet")
+    pq.write_table(pa.Table.from_pylist(samples(3, frames="g")), tmp_path / "three.parquet")
+    run(runner, "write", "video/full", "two.parquet")  # into the config's store
+    empty = "--store is empty: give a store URL, e.g. --store duckdb:///meta.db"
+    for args in (["write", "video/full", "three.parquet", "--store", ""],
+                 ["--store", "", "write", "video/full", "three.parquet"],
+                 ["--store", " ", "status"], ["rebase", "video/face_crop", "--store", ""],
+                 ["demo", "--store", ""]):
+        out = run(runner, *args, code=1)
+        assert out.startswith(f"error: {empty}") and out.count("\n") == 1, args
+    out = run(runner, "copy", "--from", "", "--to", "duckdb:///copy.db", code=1)
+    assert out == "error: --from is empty: give a store URL, e.g. --from duckdb:///meta.db\n"
+    assert "--to is empty" in run(runner, "copy", "--from", url, "--to", "", code=1)
+    assert not (tmp_path / "copy.db").exists() and not (tmp_path / "metaxy-demo.db").exists()
+    with mx.connect(url, graph=seed.graph, create=False) as store:  # nothing written to it
+        assert store.read("video/full", history=True).num_rows == 2
+
+
+def test_delete_where_errors_name_delete(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(samples(2)), tmp_path / "s.parquet")
+    run(runner, *SEED, "--store", url, "write", "video/full", "s.parquet")
+    for hard in ([], ["--hard"]):
+        out = run(runner, *SEED, "--store", url, "delete", "video/full", *hard, "--where",
+                  "nope = 1", code=1)
+        assert out.startswith("error: delete 'video/full': where= ('nope = 1') reads unknown "
+                              "columns ['nope']"), out
+        assert "read 'video" not in out
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        assert store.read("video/full").num_rows == 2

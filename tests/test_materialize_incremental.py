@@ -8,6 +8,7 @@ import os
 import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -186,17 +187,69 @@ def test_cli_materialize_as_incremental(engine: str, runner: CliRunner,
     assert "new 0, stale 0, orphaned 0" in out
     sources = yaml.safe_load((tmp_path / "s.yml").read_text())["sources"][0]["tables"]
     assert [t["name"] for t in sources] == [incremental.relation_name(k) for k in CHILDREN]
+    # the store as given (these test URLs are absolute), unless it has a password: that is
+    # never written out, the command reads it from $METAXY_SQL_STORE
+    secret = urlsplit(url).password
+    named = "$METAXY_SQL_STORE" if secret else url
     for t, k in zip(sources, CHILDREN, strict=True):  # a table only as fresh as its refresh
-        # the command names the store and definitions it was built with (password masked)
+        # the command names the store and definitions it was built with
         assert shlex.split(t["meta"]["metaxy_refresh"]) == [
-            "metaxy-sql", "materialize", k, "--as", "incremental", *SEED, "--store", store.url]
+            "metaxy-sql", "materialize", k, "--as", "incremental", *SEED, "--store", named]
         assert "As of its last refresh" in t["description"]
+    if secret:
+        assert f":{secret}@" not in (tmp_path / "s.yml").read_text()
     store.write(V, store.resolve_update(V, samples=samples(
         {**BASE, "v7": {"audio": "a", "frames": "f"}})).new)
     out = run(C, "--as", "incremental")
     assert out.strip() == (f"refreshed incremental {_schema(store)}."
                            f"{incremental.relation_name(C)} (incremental: 1 grain id(s) "
                            "re-resolved; new 1, stale 0, orphaned 0)")
+    store.close()
+
+
+def test_dbt_refresh_command_runs_from_another_directory(
+        engine: str, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dbt runs a source's refresh command from its own project folder, with its own
+    environment: the command opens the same store (a relative DuckDB path made absolute) with
+    the same definitions (here from the config file's entrypoints, no -e given)."""
+    project, dbt = tmp_path / "project", tmp_path / "dbt"
+    project.mkdir()
+    dbt.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[tool.metaxy-sql]\nentrypoints = ["metaxy_sql.examples.seed"]\n')
+    module = importlib.import_module(f"tests.engines.{engine}")
+    url = module.fresh_url(f"dbt{os.getpid()}")
+    given = "duckdb:///meta.db" if engine == "duckdb" else url  # relative to project/
+    opened = f"duckdb:///{project / 'meta.db'}" if engine == "duckdb" else url
+    store = mx.connect(opened, graph=seed.graph)
+    step(store, samples(BASE))
+    monkeypatch.chdir(project)
+    result = runner.invoke(cli, ["materialize", C, "--as", "incremental", "--store", given,
+                                 "--dbt-sources", str(dbt / "sources.yml")])
+    assert result.exit_code == 0, result.output
+    table = yaml.safe_load((dbt / "sources.yml").read_text())["sources"][0]["tables"][0]
+    command = table["meta"]["metaxy_refresh"]
+    named = "$METAXY_SQL_STORE" if urlsplit(url).password else opened
+    assert shlex.split(command) == [
+        "metaxy-sql", "materialize", C, "--as", "incremental",
+        "--config", str(project / "pyproject.toml"), "-e", "metaxy_sql.examples.seed",
+        "--store", named]
+    store.write(V, store.resolve_update(V, samples=samples(
+        {**BASE, "v7": {"audio": "a", "frames": "f"}})).new)
+    # dbt's folder and environment: another working directory, other entrypoints set
+    monkeypatch.chdir(dbt)
+    monkeypatch.setenv("METAXY_SQL_ENTRYPOINTS", "metaxy_sql.examples.lineage")
+    args = shlex.split(command)[1:]
+    if urlsplit(url).password:  # unset, the command refuses to run (an empty --store)
+        result = runner.invoke(cli, [a.replace("$METAXY_SQL_STORE", "") for a in args])
+        assert result.exit_code == 1 and "--store is empty" in result.output
+        monkeypatch.setenv("METAXY_SQL_STORE", url)
+    result = runner.invoke(cli, [os.path.expandvars(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        f"refreshed incremental {_schema(store)}.{incremental.relation_name(C)} (incremental: "
+        "1 grain id(s) re-resolved; new 1, stale 0, orphaned 0)")
+    assert list(dbt.iterdir()) == [dbt / "sources.yml"]  # no store opened here
     store.close()
 
 
@@ -268,3 +321,34 @@ def test_rendered_refresh_is_what_runs(make_store: Any) -> None:
     assert create.split("WHERE")[0] in "".join(sent)
     if not d.derives_field_columns:
         assert insert in sent
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://me:s3cr3t@db.example.com/meta?schema=m",
+    "postgresql://me@db.example.com/meta?sslmode=require&password=s3cr3t",
+    "postgresql://me:***@db.example.com/meta",  # as Store.url shows it
+    "clickhouse://me:s3cr3t@ch.example.com:8123/meta",
+])
+def test_refresh_command_never_writes_a_password(url: str, tmp_path: Path) -> None:
+    from metaxy_sql.warehouse.dbt import refresh_command, sources_yaml
+    from metaxy_sql.warehouse.materialize import Action
+
+    command = refresh_command(C, url, ["my.features"])
+    assert command.endswith(' -e my.features --store "$METAXY_SQL_STORE"')
+    action = Action(feature=C, relation=incremental.relation_name(C), kind="incremental",
+                    action="created", schema="meta", ddl="")
+    text = sources_yaml(seed.graph, [action], store_url=url, entrypoints=["my.features"])
+    assert "s3cr3t" not in text and "with METAXY_SQL_STORE set to the store URL" in text
+    assert "db.example.com" in text or "ch.example.com" in text  # which store it is
+
+
+def test_refresh_command_names_a_relative_duckdb_file_absolutely(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from metaxy_sql.warehouse.dbt import refresh_command
+
+    monkeypatch.chdir(tmp_path)
+    assert shlex.split(refresh_command(C, "duckdb:///sub/meta.db"))[-2:] == [
+        "--store", f"duckdb:///{tmp_path / 'sub' / 'meta.db'}"]
+    for as_given in ("duckdb:////abs/meta.db", "chdb:///abs/data?database=x",
+                     "postgresql://me@db.example.com/meta?schema=m"):
+        assert shlex.split(refresh_command(C, as_given))[-2:] == ["--store", as_given]

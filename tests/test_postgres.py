@@ -150,3 +150,17 @@ def test_sessions_run_without_jit(pg_store: mx.Store) -> None:
     (whatever the server's default), as the dialect declares."""
     assert PostgresDialect.session_settings["jit"] == "off"
     assert pg_store.executor.returning("SELECT current_setting('jit')") == "off"
+
+
+def test_a_password_in_the_query_string_is_masked_too() -> None:
+    """libpq takes ``?password=``: Store.url and messages hide it like a ``user:password@``."""
+    parts = urlsplit(pg_engine.fresh_url(f"pgq{os.getpid()}_{next(_ids)}"))
+    password = parts.password or ""
+    netloc = f"{parts.username}@{parts.netloc.rsplit('@', 1)[1]}"
+    url = urlunsplit(parts._replace(netloc=netloc, query=f"{parts.query}&password={password}"))
+    with mx.connect(url, graph=seed.graph) as store:
+        assert store.url.endswith("&password=***") and f"password={password}" not in store.url
+    wrong = url.replace(f"password={password}", "password=not-the-password-x9")
+    with pytest.raises(mx.StoreConnectionError) as info:
+        mx.connect(wrong, graph=seed.graph)
+    assert "password=***" in str(info.value) and "not-the-password-x9" not in str(info.value)
