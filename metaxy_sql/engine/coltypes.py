@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from metaxy_sql.errors import DataError
-from metaxy_sql.model import definitions
+from metaxy_sql.model import definitions, names
 
 #: Given type family -> stored type families it widens into (checked value by value).
 #: (one table for the model's definition-time checks and the writes: model.definitions)
@@ -363,3 +363,43 @@ def _from_json(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
         return restore(out.to_arrow_table(), {"v": target}).column("v")
     finally:
         con.unregister("metaxy_json")
+
+
+#: Kinds of the system columns a ``where=`` may read (``metaxy_created_at`` is a UTC wall
+#: clock on every engine).
+SYSTEM_PREDICATE_KINDS: dict[str, tuple[str, str]] = {
+    **{c: ("text", "string") for c in (names.PROVENANCE, names.DATA_VERSION,
+                                        names.FEATURE_VERSION)},
+    **{c: ("nested", "map<string, string>") for c in (names.PROVENANCE_BY_FIELD,
+                                                      names.DATA_VERSION_BY_FIELD)},
+    names.CREATED_AT: ("timestamp", "timestamp[us]"),
+    names.DELETED: ("bool", "bool"), names.SUPERSEDED: ("bool", "bool"),
+    names.WRITE_SEQ: ("int", "int64"),
+}
+
+
+def predicate_kinds(types: Mapping[str, pa.DataType]) -> dict[str, tuple[str, str]]:
+    """What a ``where=`` or filter may compare each column with (``model.filter_types``):
+    column -> (kind, stored type text), from the stored Arrow types, plus the system
+    columns."""
+    return {**SYSTEM_PREDICATE_KINDS,
+            **{column: (_predicate_kind(t), str(t)) for column, t in types.items()}}
+
+
+def _predicate_kind(t: pa.DataType) -> str:
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    if pa.types.is_list(t) or pa.types.is_struct(t) or pa.types.is_map(t):
+        return "nested"
+    simple = {"float": "float", "decimal": "decimal"}.get(_family(t))
+    if simple is not None:
+        return simple
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_date(t):
+        return "date"
+    return "binary"

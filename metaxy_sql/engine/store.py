@@ -19,7 +19,7 @@ import datetime as dt
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,8 +42,14 @@ from metaxy_sql.engine import coltypes, frames, ingest, system, write_order
 from metaxy_sql.engine import incremental as incremental_mod
 from metaxy_sql.engine.executors.base import Executor
 from metaxy_sql.engine.increment import Increment, check_batch_size, load_extension
-from metaxy_sql.errors import ConfigError, DataError, StoreConnectionError, WriteConflictError
-from metaxy_sql.model import filters, names
+from metaxy_sql.errors import (
+    ConfigError,
+    DataError,
+    DefinitionError,
+    StoreConnectionError,
+    WriteConflictError,
+)
+from metaxy_sql.model import filter_types, filters, names
 from metaxy_sql.model.definitions import SYSTEM_PREFIX
 from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.model.hashing import HashAlgorithm
@@ -121,7 +127,10 @@ class Store:
 
         Raises:
             DataError: ``samples`` missing for a root feature, or given for another.
-            DefinitionError: ``where``/``ids`` are not over the increment's id columns.
+            DefinitionError: ``where``/``ids`` are not over the increment's id columns; a
+                dependency filter compares a parent column with a literal of another type.
+            DataError: ``where`` compares an id column with a literal of another type
+                (e.g. ``"sample_uid = 1"`` for a text id: quote it).
             ConfigError: ``incremental=True`` for a root feature.
         """
         spec = self.graph.spec(feature)
@@ -152,6 +161,8 @@ class Store:
             raise DataError(
                 f"feature {feature!r} has upstream features; its samples come from them. "
                 "Call resolve_update without samples=")
+        self._check_where(feature, where, increment_grain(self.graph, feature), given)
+        self._check_filter_types(feature)
         if incremental is not False and not self.graph.is_root(feature):
             relation = incremental_mod.relation_name(feature)
             if incremental or incremental_mod.exists(self.executor, relation):
@@ -758,6 +769,9 @@ class Store:
 
         Raises:
             DefinitionError: ``where`` does not parse, is not allowed or reads unknown columns.
+            DataError: ``where`` compares a column with a literal (or column) of another type,
+                which engines answer differently (e.g. ``"score > '1.5'"`` for a float
+                column: write ``score > 1.5``); see README, "Filters".
             ConfigError: ``limit`` is negative.
         """
         query = self._read_query(feature, history, where, limit)
@@ -776,6 +790,7 @@ class Store:
         Raises:
             ConfigError: ``batch_size`` is not a whole number of 1 or more (raised at the
                 call, before any query runs); ``limit`` is negative.
+            DefinitionError, DataError: ``where`` as in :meth:`read` (at the first batch).
         """
         check_batch_size(batch_size)
         return self._iter_batches(feature, history, where, limit, batch_size)
@@ -851,10 +866,53 @@ class Store:
             predicate = filters.parse_filter(where, what)
             filters.check_columns(predicate, where, available, what,
                                   "filter on the feature's columns")
+            filter_types.check_types(predicate, where, self.predicate_kinds(feature), what,
+                                     DataError)
             query = query.where(self.executor.dialect.predicate(predicate))
         if limit is not None:
             query = query.limit(limit)
         return query
+
+    def predicate_kinds(self, feature: str) -> dict[str, tuple[str, str]]:
+        """What a ``where=`` may compare each column of ``feature`` with (see
+        ``model.filter_types``): its stored types and the system columns'."""
+        return coltypes.predicate_kinds(self.column_types(feature))
+
+    def _check_where(self, feature: str, where: str | None, grain: Sequence[str],
+                     given: Mapping[str, pa.DataType]) -> None:
+        """Refuse a ``where=`` over ``grain`` (columns of ``feature`` or of its parents)
+        that compares a column with a literal of another type.
+
+        Raises:
+            DefinitionError: ``where`` does not parse or reads other columns than ``grain``.
+            DataError: a comparison engines would answer differently (names the column, its
+                stored type, the literal and the fix).
+        """
+        if where is None:
+            return
+        what = f"feature {feature!r}: where="
+        predicate = filters.parse_filter(where, what)
+        filters.check_columns(predicate, where, grain, what,
+                              "partial resolution filters on the increment's id columns")
+        kinds = coltypes.predicate_kinds(self._increment_types(feature, given))
+        filter_types.check_types(predicate, where, kinds, what, DataError)
+
+    def _check_filter_types(self, feature: str) -> None:
+        """Refuse dependency filters of ``feature`` comparing a parent column with a literal
+        of another type, against the parents' stored column types.
+
+        Raises:
+            DefinitionError: names the dependency, the column, its type, the literal and the
+                fix.
+        """
+        for dep in self.graph.spec(feature).deps:
+            if not dep.filters:
+                continue
+            kinds = self.predicate_kinds(dep.feature)
+            where = f"feature {feature!r}, dependency {dep.feature!r}: filter"
+            for text in dep.filters:
+                filter_types.check_types(filters.parse_filter(text, where), text, kinds, where,
+                                         DefinitionError)
 
     def column_types(self, feature: str) -> dict[str, pa.DataType]:
         """Stored Arrow type of each id and user column whose type is fixed (see README,
@@ -908,6 +966,7 @@ class Store:
 
     def render(self, feature: str) -> str:
         """The resolve SQL of ``feature`` as this store would run it."""
+        self._check_filter_types(feature)
         return self.compiled(feature, self.catalog(feature))[0]
 
     # -- helpers ----------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from metaxy_sql.compile import builder
 from metaxy_sql.compile.planner import increment_grain
 from metaxy_sql.engine.increment import Increment
 from metaxy_sql.engine.store import Store, connect
-from metaxy_sql.errors import ConfigError, DefinitionError, UnknownFeatureError
-from metaxy_sql.model import config, filters, names
+from metaxy_sql.errors import ConfigError, DataError, DefinitionError, UnknownFeatureError
+from metaxy_sql.model import config, filter_types, filters, names
 from metaxy_sql.model.graph import FeatureGraph
 from metaxy_sql.model.hashing import HashAlgorithm
 
@@ -649,6 +649,7 @@ def row_count(store: Store, feature: str, where: str | None = None) -> int:
 
     Raises:
         DefinitionError: ``where`` does not parse or is not a plain predicate.
+        DataError: ``where`` compares a column with a literal of another type.
     """
     if where is None:
         return store.count(feature)
@@ -656,6 +657,8 @@ def row_count(store: Store, feature: str, where: str | None = None) -> int:
     predicate = filters.parse_filter(where, f"feature {feature!r}: where=")
     if names.table(feature) not in store.executor.tables():
         return 0
+    filter_types.check_types(predicate, where, store.predicate_kinds(feature),
+                             f"feature {feature!r}: where=", DataError)
     query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, [])
                                 .where(store.executor.dialect.predicate(predicate)))
     return int(store.executor.fetch(store.executor.dialect.render(query)).column(0)[0].as_py())

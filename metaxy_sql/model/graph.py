@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from metaxy_sql.errors import DefinitionError, UnknownFeatureError
-from metaxy_sql.model import filters, hashing, names
+from metaxy_sql.model import filter_types, filters, hashing, names
 from metaxy_sql.model.definitions import (
     SYSTEM_PREFIX,
     BaseFeature,
@@ -282,6 +282,9 @@ class FeatureGraph:
             if declared:
                 filters.check_columns(pred, text, [*parent.id_columns, *declared],
                                       f"{where}: filter", "filter on parent columns")
+                filter_types.check_types(pred, text, filter_types.declared_predicate_kinds(
+                    {c: declared_kind(a) for c, a in declared.items()}), f"{where}: filter",
+                    DefinitionError)
 
     def _check_carried_type(self, spec: FeatureSpec, dep: FeatureDep, source: str,
                             target: str) -> None:

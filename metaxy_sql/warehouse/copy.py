@@ -40,7 +40,7 @@ from metaxy_sql.compile import builder
 from metaxy_sql.engine import coltypes
 from metaxy_sql.engine.increment import check_batch_size
 from metaxy_sql.errors import ConfigError, DataError, DefinitionError
-from metaxy_sql.model import filters, names
+from metaxy_sql.model import filter_types, filters, names
 
 if TYPE_CHECKING:
     from metaxy_sql.engine.store import Store
@@ -92,7 +92,8 @@ def copy(source: Store, target: Store, features: Sequence[str] | None = None,
         DefinitionError: the target's definitions lack a feature or define it with another
             feature version; ``where`` is not over a feature's id columns.
         UnknownFeatureError: a feature the source's definitions do not define.
-        DataError: the target already holds rows of a feature.
+        DataError: the target already holds rows of a feature; ``where`` compares an id
+            column with a literal of another type.
     """
     check_batch_size(batch_size)
     keys = _features(source, target, features)
@@ -181,6 +182,10 @@ def _query(store: Store, feature: str, where: str | None, history: bool) -> exp.
     table = names.table(feature)
     if table not in store.executor.tables():
         return None
+    if where is not None:
+        what = f"feature {feature!r}: where="
+        filter_types.check_types(filters.parse_filter(where, what), where,
+                                 store.predicate_kinds(feature), what, DataError)
     columns = [c for c in store.executor.columns(table) if not names.is_per_field_column(c)]
     if history:
         query = builder.read_history(table, spec.id_columns, store.executor.dialect)
