@@ -130,6 +130,7 @@ def rows_to_copy(source: Store, features: Sequence[str] | None = None, where: st
     Raises:
         UnknownFeatureError: a feature the source's definitions do not define.
         DefinitionError: ``where`` is not over a feature's id columns.
+        DataError: ``where`` compares an id column with a literal of another type.
     """
     total = 0
     for k in _features(source, None, features):
