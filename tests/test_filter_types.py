@@ -143,3 +143,26 @@ def test_filter_mismatch_declared_type_refused_at_definition() -> None:
                            deps=[mx.FeatureDep(feature="k/root", filters=["uid = 7"])])
     with pytest.raises(mx.DefinitionError, match=r"'uid' is str but 7 is number.*quote"):
         mx.FeatureGraph([Root, child])
+
+
+# -- samples= of a root: metaxy_* columns ---------------------------------------------------
+def _sample(extra: dict[str, object]) -> list[dict[str, object]]:
+    return [{"uid": "a", "metaxy_provenance_by_field": {"f": "p"}, **extra}]
+
+
+def test_samples_misspelled_system_column_names_it_and_the_known_ones(store: mx.Store) -> None:
+    with pytest.raises(mx.DataError) as e:
+        store.resolve_update(V, samples=_sample({"metaxy_provenence_by_field": {"f": "q"}}))
+    message = str(e.value)
+    assert "'metaxy_provenence_by_field'" in message
+    assert "did you mean 'metaxy_provenance_by_field'" in message
+    assert "metaxy_data_version_by_field" in message  # the known ones are listed
+    with pytest.raises(mx.DataError, match="'metaxy_superseded'.*never written"):
+        store.resolve_update(V, samples=_sample({"metaxy_superseded": False}))
+
+
+def test_samples_data_version_by_field_is_not_carried(store: mx.Store) -> None:
+    # README: "A metaxy_data_version_by_field in samples= is not carried: give it when writing"
+    inc = store.resolve_update(V, samples=_sample({"metaxy_data_version_by_field": {"f": "z"}}))
+    assert "metaxy_data_version_by_field" not in inc.stale.to_arrow().column_names
+    assert inc.stale.to_arrow().column("uid").to_pylist() == ["a"]  # provenance p, stored a

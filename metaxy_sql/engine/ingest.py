@@ -5,6 +5,7 @@ All checks are vectorized Arrow compute over the data the user already holds in 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -281,11 +282,25 @@ def split_system_columns(table: pa.Table, feature: str) -> pa.Table:
         if name in DROPPED_SYSTEM_COLUMNS:
             continue
         if name.lower().startswith(SYSTEM_PREFIX) and name not in ACCEPTED_SYSTEM_COLUMNS:
-            raise DataError(
-                f"feature {feature!r}: column {name!r} uses the reserved prefix "
-                f"{SYSTEM_PREFIX!r}; rename it")
+            raise _reserved(feature, name)
         keep.append(name)
     return table.select(keep)
+
+
+def _reserved(feature: str, name: str) -> DataError:
+    """A ``metaxy_*`` column no row may carry: a misspelling of a known one, or a user column
+    under the reserved prefix."""
+    known = sorted({*ACCEPTED_SYSTEM_COLUMNS, *DROPPED_SYSTEM_COLUMNS})
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.8)
+    if name in names.SYSTEM_COLUMNS:
+        fix = "it is the store's own and never written: drop it"
+    elif close:
+        fix = f"did you mean {close[0]!r}?"
+    else:
+        fix = "rename it if it is your column"
+    return DataError(
+        f"feature {feature!r}: column {name!r} uses the reserved prefix {SYSTEM_PREFIX!r} but "
+        f"is no column rows may carry ({', '.join(known)}); {fix}")
 
 
 def check_column_names(columns: Sequence[str], feature: str, id_columns: Sequence[str],
