@@ -157,7 +157,7 @@ def test_samples_misspelled_system_column_names_it_and_the_known_ones(store: mx.
     assert "'metaxy_provenence_by_field'" in message
     assert "did you mean 'metaxy_provenance_by_field'" in message
     assert "metaxy_data_version_by_field" in message  # the known ones are listed
-    with pytest.raises(mx.DataError, match="'metaxy_superseded'.*never written"):
+    with pytest.raises(mx.DataError, match=r"'metaxy_superseded'.*never written"):
         store.resolve_update(V, samples=_sample({"metaxy_superseded": False}))
 
 
