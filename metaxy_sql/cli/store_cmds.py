@@ -255,17 +255,33 @@ def delete_cmd(obj: CliContext, feature: str, file: Path | None, where: str | No
 @click.command("drop")
 @click.argument("feature")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--cascade", is_flag=True,
+              help="Also drop the views reading the table (increment views from materialize, "
+                   "your own views over it); only views, each one listed.")
 @common_options
 @click.pass_obj
-def drop_cmd(obj: CliContext, feature: str, yes: bool) -> None:
-    """Drop FEATURE's table with all its history. Irreversible; asks first unless --yes."""
+def drop_cmd(obj: CliContext, feature: str, yes: bool, cascade: bool) -> None:
+    """Drop FEATURE's table with all its history. Irreversible; asks first unless --yes.
+
+    \b
+    Refused while views read the table (materialize's increment views, or any other view,
+    in any schema): they would break (Postgres refuses). --cascade drops those views first;
+    increment tables (materialize --as table / incremental) stay and rebuild at their next
+    refresh.
+      metaxy-sql drop video/full --cascade --yes
+    """
     obj.graph().spec(feature)
     with obj.store(None, create=False) as store:
         rows = store.count(feature)
+        views = store.dependent_views(feature) if cascade else []
         if not yes:
-            click.confirm(f"drop {feature} ({rows} live samples and all history) from "
+            also = (f" and {len(views)} view(s) reading it "
+                    f"({', '.join(v.qualified for v in views)})" if views else "")
+            click.confirm(f"drop {feature} ({rows} live samples and all history){also} from "
                           f"{store.url}?", abort=True, err=True)
-        store.drop(feature)
+        dropped = store.drop(feature, cascade=cascade)
+    for v in dropped:
+        click.echo(f"dropped view {v.describe()}")
     click.echo(f"dropped {feature}")
 
 
@@ -283,7 +299,7 @@ def demo(obj: CliContext, n: int) -> None:
     from metaxy_sql.examples.demo import reset, run_demo, steps
 
     url = DEMO_STORE if obj.store_url is None else check_store_url(obj.store_url, "--store")
-    reset(url)
+    reset(url, click.echo)
     with progress("demo", steps(), unit="steps") as task:
         run_demo(url, n, click.echo, on_progress=task.advance)
 

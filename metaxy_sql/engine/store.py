@@ -40,8 +40,10 @@ from metaxy_sql.compile.planner import (
 from metaxy_sql.compile.render import compile_resolve
 from metaxy_sql.engine import coltypes, frames, ingest, system, write_order
 from metaxy_sql.engine import incremental as incremental_mod
+from metaxy_sql.engine import views as views_mod
 from metaxy_sql.engine.executors.base import Executor
 from metaxy_sql.engine.increment import Increment, check_batch_size, load_extension
+from metaxy_sql.engine.views import DependentView
 from metaxy_sql.errors import (
     ConfigError,
     DataError,
@@ -949,13 +951,43 @@ class Store:
         query = builder.count_query(builder.latest_rows(names.table(feature), spec.id_columns, []))
         return int(self.executor.fetch(self.executor.dialect.render(query)).column(0)[0].as_py())
 
-    def drop(self, feature: str) -> None:
-        """Drop the table of ``feature`` with all its history. Irreversible."""
+    def dependent_views(self, feature: str) -> list[DependentView]:
+        """The views, any schema, that read the table of ``feature`` directly or through other
+        views, in drop order: increment views ``materialize`` logged for it and for the
+        features reading it, and any other view the engine's catalog shows reading it."""
+        self.graph.spec(feature)
+        return views_mod.dependent_views(self.executor, self.graph, feature)
+
+    def drop(self, feature: str, *, cascade: bool = False) -> list[DependentView]:
+        """Drop the table of ``feature`` with all its history. Irreversible.
+
+        Views reading the table (:meth:`dependent_views`) are found before any DDL runs. A
+        table never written is not there to drop: nothing happens.
+        Incremental increment tables and snapshot tables of downstream features are tables:
+        they stay, and rebuild in full at their next refresh (a drop is a hard delete).
+
+        Args:
+            feature: the feature key.
+            cascade: drop the views reading the table first (only views, never another
+                feature's table), recorded in the materialization log as dropped.
+
+        Returns:
+            The views dropped (empty without ``cascade``).
+
+        Raises:
+            ConfigError: views read the table and ``cascade`` is false (the message lists
+                them), or, with ``cascade``, a view's SQL does not parse.
+        """
         self.graph.spec(feature)
         table = names.table(feature)
         tables = self.executor.tables()
+        views = (views_mod.dependent_views(self.executor, self.graph, feature)
+                 if table in tables else [])
+        if views and not cascade:
+            raise views_mod.refuse(feature, views)
         if table in tables:
             with self.executor.transaction():
+                views_mod.drop_views(self.executor, feature, views)
                 incremental_mod.log_hard_delete(self.executor, table, "begin")
                 self.executor.execute(self.executor.dialect.render(builder.drop_table(table)))
                 incremental_mod.log_hard_delete(self.executor, table, "end")
@@ -963,6 +995,7 @@ class Store:
             system.append(self.executor, names.COLUMN_TYPES, _TYPE_COLUMNS, {
                 "feature": feature, "column": _DROPPED, "arrow_type": "", "type": "",
                 "recorded_at": self._now()})
+        return views
 
     def render(self, feature: str) -> str:
         """The resolve SQL of ``feature`` as this store would run it."""

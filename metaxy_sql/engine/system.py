@@ -19,6 +19,13 @@ from metaxy_sql.engine.executors.base import Executor
 #: Logical column types of system tables, mapped to each dialect's type names.
 TEXT, TIMESTAMP = "text", "timestamp"
 
+#: Columns of the materialization log (``names.MATERIALIZATIONS``): one row per relation
+#: ``materialize`` created, and one of kind :data:`DROPPED` per relation dropped since.
+MATERIALIZATION_COLUMNS = (
+    ("relation_schema", TEXT), ("relation_name", TEXT), ("feature", TEXT),
+    ("kind", TEXT), ("ddl_sha256", TEXT), ("materialized_at", TIMESTAMP))
+DROPPED = "dropped"
+
 
 _last: list[dt.datetime] = []
 

@@ -83,8 +83,11 @@ def run_demo(url: str, n: int, echo: Echo, on_progress: OnProgress = None
     return {"first": first, "again": again, "little_change": little}
 
 
-def reset(url: str) -> None:
-    """Drop the example's tables so the demo starts from an empty store."""
+def reset(url: str, echo: Callable[[str], None] | None = None) -> None:
+    """Drop the example's tables so the demo starts from an empty store, with the views
+    reading them (each one passed to ``echo``)."""
     with mx.connect(url, graph=seed.graph) as store:
         for key in store.graph.keys:
-            store.drop(key)
+            for view in store.drop(key, cascade=True):
+                if echo is not None:
+                    echo(f"dropped view {view.describe()}")

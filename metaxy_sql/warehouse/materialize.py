@@ -54,13 +54,11 @@ if TYPE_CHECKING:
 
 Kind = Literal["view", "table", "incremental"]
 KINDS: tuple[Kind, ...] = ("view", "table", "incremental")
-DROPPED = "dropped"
+DROPPED = system.DROPPED
 #: ``Action.kind`` of a feature table created empty from the definitions (``--all`` views).
 FEATURE_TABLE = "feature"
 
-LOG_COLUMNS = (
-    ("relation_schema", system.TEXT), ("relation_name", system.TEXT), ("feature", system.TEXT),
-    ("kind", system.TEXT), ("ddl_sha256", system.TEXT), ("materialized_at", system.TIMESTAMP))
+LOG_COLUMNS = system.MATERIALIZATION_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from sqlglot import exp
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.clickhouse import ClickHouseDialect
+from metaxy_sql.engine.executors.base import ViewRead, parsed_reads
 from metaxy_sql.engine.executors.clickhouse_arrow import naive_write_time, prepare
 from metaxy_sql.errors import ConfigError, ExecutionError, StoreConnectionError
 
@@ -322,6 +323,15 @@ class ClickHouseExecutor:
             "SELECT name FROM system.tables WHERE database = currentDatabase() "
             "AND NOT is_temporary AND engine NOT LIKE '%View'")
         return set(rows.column("name").to_pylist())
+
+    def view_reads(self) -> list[ViewRead]:
+        # system.tables keeps a view's SELECT (``as_select``, names qualified at creation);
+        # its dependencies_* columns stay empty for plain views: parse the SELECT.
+        rows = self.fetch("SELECT database, name, as_select FROM system.tables "
+                          "WHERE engine = 'View' AND NOT is_temporary").to_pylist()
+        return [r for row in rows for r in parsed_reads(
+            str(row["database"]), str(row["name"]), str(row["as_select"]),
+            self.dialect.sqlglot_dialect)]
 
     def columns(self, relation: str) -> dict[str, str]:
         sql = ("SELECT name, type FROM system.columns WHERE database IN (currentDatabase(), '') "

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -15,6 +17,7 @@ from sqlglot import exp
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.duckdb import DuckDBDialect
+from metaxy_sql.engine.executors.base import UNPARSED, ViewRead, parsed_reads, view_body
 from metaxy_sql.errors import (
     ConfigError,
     ExecutionError,
@@ -148,6 +151,44 @@ class DuckDBExecutor:
             rows = self._run(self.dialect.render(describe, pretty=False)).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def view_reads(self) -> list[ViewRead]:
+        # duckdb_views() keeps each view's CREATE text, not what it depends on: parse it.
+        with self.lock:
+            rows = self._run(
+                "SELECT schema_name, view_name, sql FROM duckdb_views() "
+                "WHERE NOT internal AND database_name = current_database()").fetchall()
+        out: list[ViewRead] = []
+        for schema, view, sql in rows:
+            reads = parsed_reads(schema, view, sql, self.dialect.sqlglot_dialect)
+            if reads and reads[0].relation == UNPARSED:
+                reads = self._native_reads(schema, view, sql)
+            out += reads
+        return out
+
+    def _native_reads(self, schema: str, view: str, sql: str) -> list[ViewRead]:
+        # sqlglot cannot parse all of DuckDB's own view text (DuckDB prints lambdas as
+        # `lambda x: ...`, as in every increment view): DuckDB's parser reads the SELECT
+        # (json_serialize_sql takes SELECT statements only).
+        unparsed = [ViewRead(schema, view, None, UNPARSED)]
+        body = view_body(sql, self.dialect.sqlglot_dialect)
+        if body is None:
+            return unparsed
+        query = exp.select(exp.Anonymous(this="json_serialize_sql", expressions=[
+            exp.Literal.string(body)]))
+        with self.lock:
+            row = self._run(self.dialect.render(query, pretty=False)).fetchone()
+        tree = json.loads(row[0]) if row else {"error": True}
+        if tree.get("error"):
+            return unparsed
+        ctes: set[str] = set()
+        found: set[tuple[str, str]] = set()
+        for node in _json_nodes(tree):
+            ctes.update(str(e["key"]) for e in node.get("cte_map", {}).get("map", []))
+            if node.get("type") == "BASE_TABLE":
+                found.add((str(node.get("schema_name") or ""), str(node["table_name"])))
+        return [ViewRead(schema, view, s or None, t) for s, t in sorted(found)
+                if s or t not in ctes]
+
     def create_table(self, table: str, select: exp.Select, id_columns: list[str]) -> None:
         ddl = exp.Create(
             kind="TABLE", this=table_ref(table), exists=True,
@@ -184,3 +225,15 @@ def _open_problem(e: duckdb.Error) -> str:
         return (f"{who} holds this DuckDB file; a DuckDB file is one process's at a time: "
                 "close that process (or its store) first, or use another file")
     return next((ln.strip() for ln in text.splitlines() if ln.strip()), type(e).__name__)
+
+
+def _json_nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every object of a ``json_serialize_sql`` tree, depth first."""
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

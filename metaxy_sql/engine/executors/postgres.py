@@ -28,7 +28,7 @@ from sqlglot import exp
 from metaxy_sql.compile.builder import table_ref
 from metaxy_sql.compile.dialects.base import Dialect
 from metaxy_sql.compile.dialects.postgres import PostgresDialect, staged_raw
-from metaxy_sql.engine.executors.base import mask_url
+from metaxy_sql.engine.executors.base import ViewRead, mask_url
 from metaxy_sql.engine.executors.postgres_arrow import ArrowCodec, quote
 from metaxy_sql.errors import ConfigError, ExecutionError, StoreConnectionError
 from metaxy_sql.model import names
@@ -268,6 +268,10 @@ class PostgresExecutor:
     def tables(self) -> set[str]:
         return {str(r["relname"]) for r in self._rows(_TABLES, self.schema)}
 
+    def view_reads(self) -> list[ViewRead]:
+        return [ViewRead(str(r["view_schema"]), str(r["view_name"]), str(r["table_schema"]),
+                         str(r["table_name"])) for r in self._rows(_VIEW_READS)]
+
     def columns(self, relation: str) -> dict[str, str]:
         # to_regclass resolves like the statements do: TEMP (staged) first, then the schema.
         return {str(r["attname"]): str(r["type"]) for r in self._rows(_COLUMNS, quote(relation))}
@@ -341,6 +345,10 @@ class PostgresExecutor:
 
 _TABLES = ("SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
            "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')")
+# Postgres records what each view reads (its rules' dependencies), schema by schema; listed
+# here for tables (and views) the current role owns, which the store's tables are.
+_VIEW_READS = ("SELECT view_schema, view_name, table_schema, table_name "
+               "FROM information_schema.view_table_usage WHERE view_catalog = current_database()")
 _COLUMNS = ("SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type "
             "FROM pg_attribute AS a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
             "AND NOT a.attisdropped ORDER BY a.attnum")
