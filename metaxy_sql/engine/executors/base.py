@@ -11,9 +11,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pyarrow as pa
 import sqlglot
-from sqlglot import exp
+from sqlglot import TokenType, exp
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import TokenType
 
 from metaxy_sql.compile.dialects.base import Dialect
 
