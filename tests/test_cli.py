@@ -26,6 +26,7 @@ from metaxy_sql.cli import progress as progress_mod
 from metaxy_sql.cli.options import add_common_options
 from metaxy_sql.compile.dialects import dialect_name, get_dialect
 from metaxy_sql.compile.render import resolve_sql
+from metaxy_sql.engine import system
 from metaxy_sql.examples import seed
 
 SEED = ["-e", "metaxy_sql.examples.seed"]
@@ -394,6 +395,27 @@ def test_delete_and_drop(runner: CliRunner, url: str, tmp_path: Path) -> None:
     with mx.connect(url, graph=seed.graph, create=False) as store:
         assert store.count("video/full") == 0
         assert store.read("video/full", history=True).num_rows == 0
+
+
+def test_drop_with_views(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    assert "--cascade" in run(runner, "drop", "--help")
+    pq.write_table(pa.Table.from_pylist(samples(3)), tmp_path / "s.parquet")
+    run(runner, *SEED, "--store", url, "write", "video/full", "s.parquet")
+    run(runner, *SEED, "--store", url, "materialize", "--all")
+    with mx.connect(url, graph=seed.graph, create=False) as store:
+        home = system.current_schema(store.executor)
+    out = run(runner, *SEED, "--store", url, "drop", "video/full", "--yes", code=1)
+    assert "transcript__whisper__increment" in out and "--cascade" in out
+    out = runner.invoke(cli, [*SEED, "--store", url, "drop", "video/full", "--cascade"],
+                        input="n\n")
+    assert out.exit_code == 1 and f"2 view(s) reading it ({home}.transcript__whisper__increment" \
+        in out.output
+    assert run(runner, *SEED, "--store", url, "drop", "video/full", "--cascade", "--yes") == (
+        f"dropped view {home}.transcript__whisper__increment (increment view of "
+        "'transcript/whisper', from materialize)\n"
+        f"dropped view {home}.video__face_crop__increment (increment view of "
+        "'video/face_crop', from materialize)\n"
+        "dropped video/full\n")
 
 
 # -- options after the command name, version, dialects ---------------------------------------------
