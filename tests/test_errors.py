@@ -34,11 +34,31 @@ ROW = {"sample_uid": "v1", "metaxy_provenance_by_field": {"audio": "a", "frames"
     ([ROW | {"metaxy_provenance_by_field": {"audio": "a"}}], r"lacks fields \['frames'\]"),
     ([{"sample_uid": "v1"}], r"lack metaxy_provenance_by_field"),
     ([ROW | {"metaxy_secret": 1}], r"'metaxy_secret' uses the reserved prefix"),
+    ([ROW, ROW | {"sample_uid": "v2", "metaxy_provenance_by_field": {"audio": "a", "frames": 1}}],
+     r"^feature 'video/full': column 'metaxy_provenance_by_field' row 1 maps field 'frames' to "
+     r"1 \(int\); give each field's value as a string \(e.g. '1'\)$"),
+    ([ROW | {"metaxy_provenance_by_field": {"audio": "a", 7: "f"}}],
+     r"column 'metaxy_provenance_by_field' row 0 has field name 7 \(int\)"),
 ])
 def test_bad_writes(make_store: Any, rows: list[dict[str, Any]], match: str) -> None:
     store = make_store(seed.graph)
     with pytest.raises(mx.DataError, match=match):
         store.write("video/full", rows)
+
+
+def test_duplicate_samples_name_resolve_update_not_a_write(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    with pytest.raises(mx.DataError, match=r"1 ids appear more than once in the samples= of one "
+                                           r"resolve_update \(e.g. \{'sample_uid': 'v1'\}\)"):
+        store.resolve_update("video/full", samples=[ROW, ROW])
+
+
+def test_int_provenance_in_samples_names_column_row_and_field(make_store: Any) -> None:
+    store = make_store(seed.graph)
+    bad = ROW | {"sample_uid": "v2", "metaxy_provenance_by_field": {"audio": 1, "frames": "f"}}
+    with pytest.raises(mx.DataError, match=r"column 'metaxy_provenance_by_field' row 1 maps "
+                                           r"field 'audio' to 1 \(int\)"):
+        store.resolve_update("video/full", samples=[ROW, bad])
 
 
 def test_downstream_write_without_provenance_says_where_it_comes_from(make_store: Any) -> None:

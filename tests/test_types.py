@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 import importlib
 import os
+import struct
 from typing import Any
 
 import pyarrow as pa
@@ -260,7 +261,123 @@ def test_nan_inside_nested_values_is_refused_on_every_engine(make_store: Any,
                                                                value: Any) -> None:
     """Postgres keeps nested values as jsonb, which has no NaN or infinity: refused alike."""
     store = make_store(seed.graph)
-    with pytest.raises(mx.DataError, match="column 'nested' holds NaN or infinity"):
+    with pytest.raises(mx.DataError, match="column 'nested' row 0 holds NaN or infinity"):
         store.write(KEY, [row("v1", nested=value)])
     store.write(KEY, [row("v1", score=float("nan"))])  # a scalar float keeps NaN
     assert str(live(store, "score")["v1"]) == "nan"
+
+
+def bits(values: list[Any]) -> list[Any]:
+    """Floats as their IEEE-754 bit patterns (``-0.0 != 0.0`` here); other values as they are."""
+    return [struct.pack("<d", v) if isinstance(v, float) else v for v in values]
+
+
+FLOAT_MAP = pa.map_(pa.string(), pa.float64())
+
+
+@pytest.mark.parametrize(("good", "bad"), [
+    (pa.array([[1.5, 0.0]]), pa.array([[1.5, -0.0]])),
+    (pa.array([{"x": 0.0}]), pa.array([{"x": -0.0}])),
+    (pa.array([[{"x": 2.0}]]), pa.array([[{"x": 2.0}, {"x": -0.0}]])),
+    (pa.array([[("k", 0.0)]], FLOAT_MAP), pa.array([[("k", -0.0)]], FLOAT_MAP)),
+])
+def test_negative_zero_inside_nested_values_is_refused_on_every_engine(
+        make_store: Any, good: pa.Array, bad: pa.Array) -> None:
+    """Postgres jsonb numbers have no -0 (it reads back 0.0), DuckDB and ClickHouse keep it:
+    refused alike, naming the column and the row."""
+    store = make_store(seed.graph)
+    rows = pa.table({"sample_uid": ["v1", "v2"],
+                     "metaxy_provenance_by_field": pa.array([list(PBF.items())] * 2,
+                                                            pa.map_(pa.string(), pa.string())),
+                     "nested": pa.concat_arrays([good, bad])})
+    with pytest.raises(mx.DataError, match=r"column 'nested' row 1 holds -0.0 .*write 0.0"):
+        store.write(KEY, rows)
+    store.write(KEY, [row("v1", score=-0.0)])  # a scalar float keeps -0.0
+    assert bits([live(store, "score")["v1"]]) == bits([-0.0])
+
+
+NESTED_FLOATS = [0.1 + 0.2, 1e308, 5e-324, 1.7976931348623157e308, 2.2250738585072014e-308,
+                 1 / 3, -1.5, 0.0, 123456789.12345679]
+
+
+def test_nested_numbers_read_back_bit_for_bit_on_every_engine(make_store: Any) -> None:
+    """Floats with 17 significant digits, the extremes of float64 and ints above 2**53 survive
+    Postgres jsonb (numeric) exactly, as on the other engines."""
+    store = make_store(seed.graph)
+    ints = [2**53 + 1, 2**63 - 1, -(2**63)]
+    rows = pa.table({
+        "sample_uid": ["v1"],
+        "metaxy_provenance_by_field": pa.array([list(PBF.items())],
+                                               pa.map_(pa.string(), pa.string())),
+        "floats": pa.array([NESTED_FLOATS], pa.list_(pa.float64())),
+        "ints": pa.array([ints], pa.list_(pa.int64())),
+        "big": pa.array([[2**64 - 1]], pa.list_(pa.uint64())),
+        "box": pa.array([{"x": 5e-324, "n": 2**63 - 1}],
+                        pa.struct([("x", pa.float64()), ("n", pa.int64())])),
+    })
+    store.write(KEY, rows)
+    got = store.read(KEY).to_pylist()[0]
+    assert bits(got["floats"]) == bits(NESTED_FLOATS)
+    assert got["ints"] == ints
+    assert got["big"] == [2**64 - 1]
+    assert bits([got["box"]["x"]]) == bits([5e-324]) and got["box"]["n"] == 2**63 - 1
+
+
+def test_reads_hand_out_one_arrow_schema_on_every_engine(make_store: Any) -> None:
+    """read, iter_batches and increments: list children named ``item``, every field nullable,
+    whatever the engine (DuckDB named list children ``l``; ClickHouse marked ids, lists,
+    structs and maps ``not null``)."""
+    store = make_store(seed.graph)
+    by_field = pa.map_(pa.string(), pa.string())
+    written = pa.schema([
+        ("sample_uid", pa.string()), ("metaxy_provenance_by_field", by_field),
+        ("tags", pa.list_(pa.string())), ("box", pa.struct([("x", pa.int64())])),
+        ("weights", pa.map_(pa.string(), pa.float64())),
+        ("deep", pa.list_(pa.struct([("y", pa.list_(pa.int64()))]))),
+        ("price", pa.decimal128(12, 3)), ("at", pa.timestamp("us", tz="UTC")),
+        ("day", pa.date32()), ("ok", pa.bool_()), ("score", pa.float64()), ("n", pa.int64()),
+        ("blob", pa.binary()), ("u", pa.uint64()),
+    ])
+    data = pa.Table.from_pylist([{
+        "sample_uid": "v1", "metaxy_provenance_by_field": list(PBF.items()), "tags": ["a"],
+        "box": {"x": 1}, "weights": [("k", 1.5)], "deep": [{"y": [1]}],
+        "price": decimal.Decimal("1.5"), "at": dt.datetime(2024, 1, 2, tzinfo=dt.UTC),
+        "day": dt.date(2024, 1, 2), "ok": True, "score": 0.5, "n": 1, "blob": b"x",
+        "u": 2**64 - 1}], schema=written)
+    expected = pa.schema([*written, ("metaxy_provenance", pa.string()),
+                          ("metaxy_data_version_by_field", by_field),
+                          ("metaxy_data_version", pa.string()),
+                          ("metaxy_feature_version", pa.string()),
+                          ("metaxy_created_at", pa.timestamp("us"))])
+    inc = store.resolve_update(KEY, samples=data)
+    samples = pa.schema([written.field(n) for n in written.names
+                         if n != "metaxy_provenance_by_field"])
+    assert _fields(inc.new.to_arrow().schema, samples.names) == _fields(samples)
+    assert [_fields(b.schema, samples.names) for b in inc.new.iter_batches()] == [
+        _fields(samples)]
+    store.write(KEY, data)
+    assert _fields(store.read(KEY).schema) == _fields(expected)
+    assert [_fields(b.schema) for b in store.iter_batches(KEY)] == [_fields(expected)]
+    gone = store.resolve_update(KEY, samples=data.slice(0, 0)).orphaned.to_arrow()
+    assert _fields(gone.schema, ["sample_uid"]) == _fields(pa.schema([written.field(0)]))
+
+
+def _fields(schema: pa.Schema, only: list[str] | None = None) -> dict[str, str]:
+    """Each field as text: child names and ``not null`` included (Arrow's ``==`` ignores
+    list child names)."""
+    return {f.name: str(f) + " " + str(f.type) for f in schema
+            if only is None or f.name in only} | {"nullable": str(all(
+                _nullable(f) for f in schema if only is None or f.name in only))}
+
+
+def _nullable(field: pa.Field) -> bool:
+    t = field.type
+    if not field.nullable:
+        return False
+    if pa.types.is_list(t):
+        return _nullable(t.value_field)
+    if pa.types.is_struct(t):
+        return all(_nullable(t.field(i)) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _nullable(t.item_field)
+    return True

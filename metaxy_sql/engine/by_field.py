@@ -50,8 +50,26 @@ def python_values(feature: str, column: str, values: Sequence[Any]) -> pa.Array:
     try:
         return pa.array(pairs, type=MAP_TYPE)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise DataError(f"feature {feature!r}: {column} must map field names to strings "
-                        f"({e})") from None
+        raise _not_text(feature, column, pairs) or DataError(
+            f"feature {feature!r}: column {column!r} must map field names to strings "
+            f"({e})") from None
+
+
+def _not_text(feature: str, column: str,
+              pairs: Sequence[list[tuple[Any, Any]] | None]) -> DataError | None:
+    """The first field name or value of ``pairs`` that is not a string, named by row."""
+    for row, entries in enumerate(pairs):
+        for key, value in entries or ():
+            if not isinstance(key, str):
+                return DataError(
+                    f"feature {feature!r}: column {column!r} row {row} has field name {key!r} "
+                    f"({type(key).__name__}); field names are strings")
+            if value is not None and not isinstance(value, str):
+                return DataError(
+                    f"feature {feature!r}: column {column!r} row {row} maps field {key!r} to "
+                    f"{value!r} ({type(value).__name__}); give each field's value as a string "
+                    f"(e.g. {str(value)!r})")
+    return None
 
 
 def _pairs(feature: str, column: str, row: int, value: Any) -> list[tuple[Any, Any]]:
@@ -236,8 +254,8 @@ def _text(values: pa.Array, feature: str, column: str) -> pa.Array:
     if pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type) or \
             pa.types.is_null(values.type):
         return values.cast(pa.string())
-    raise DataError(f"feature {feature!r}: {column} must map field names to strings, got "
-                    f"{values.type} values")
+    raise DataError(f"feature {feature!r}: column {column!r} must map field names to strings, "
+                    f"got {values.type} values; give each field's value as a string")
 
 
 def _struct_entries(arr: pa.Array, feature: str, column: str,

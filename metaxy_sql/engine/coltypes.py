@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -202,33 +203,33 @@ def conform(table: pa.Table, feature: str, columns: Sequence[str],
     return table, new
 
 
-def _float_leaves(arr: pa.Array) -> list[pa.Array]:
-    """The float values nested anywhere inside ``arr`` (lists, structs, map items)."""
-    t = arr.type
-    if pa.types.is_floating(t):
-        return [arr]
-    if pa.types.is_map(t):
-        return _float_leaves(arr.items)
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return _float_leaves(arr.flatten())
-    if pa.types.is_struct(t):
-        return [leaf for i in range(t.num_fields) for leaf in _float_leaves(arr.field(i))]
-    return []
-
-
 def _check_finite_nested(column: pa.ChunkedArray, feature: str, name: str) -> None:
-    # Postgres keeps nested values as jsonb, which has no NaN or infinity (scalar float
-    # columns are double precision and keep them): refused alike on every engine.
+    # Postgres keeps nested values as jsonb, whose numbers are numeric: no NaN, no infinity,
+    # and -0.0 reads back 0.0 (scalar float columns are double precision and keep all three).
+    # Refused alike on every engine; every other float64 and int64 round-trips exactly.
     if not pa.types.is_nested(column.type):
         return
-    for chunk in column.chunks:
-        for leaf in _float_leaves(chunk):
-            finite = pc.is_finite(leaf)
-            if not pc.all(pc.or_kleene(finite, pc.is_null(leaf))).as_py():
+    for rows, leaf in _leaves(column, _is_float, map_keys=False):
+        values = np.asarray(leaf.to_numpy(zero_copy_only=False), np.float64)
+        valid = np.asarray(leaf.is_valid().to_numpy(zero_copy_only=False), bool)
+        negative_zero = valid & (values == 0) & np.signbit(values)
+        not_finite = valid & ~np.isfinite(values)
+        for bad, (what, fix) in ((not_finite, _NOT_FINITE), (negative_zero, _NEGATIVE_ZERO)):
+            if bad.any():
                 raise DataError(
-                    f"feature {feature!r}: column {name!r} holds NaN or infinity inside a "
-                    "list, struct or map, which not every store can hold there (Postgres "
-                    "jsonb); use NULL, or a scalar float column")
+                    f"feature {feature!r}: column {name!r} row {rows(int(np.argmax(bad)))} "
+                    f"holds {what} inside a list, struct or map, which not every store can "
+                    f"hold there; {fix}")
+
+
+_NOT_FINITE = ("NaN or infinity", "use NULL, or a scalar float column")
+_NEGATIVE_ZERO = ("-0.0 (Postgres jsonb reads it back as 0.0)",
+                  "write 0.0 (adding 0.0 to a float turns -0.0 into 0.0), or use a scalar "
+                  "float column")
+
+
+def _is_float(t: pa.DataType) -> bool:
+    return bool(pa.types.is_floating(t))
 
 
 def _check_no_null_list(column: pa.ChunkedArray, feature: str, name: str) -> None:
@@ -275,7 +276,7 @@ def check_text(table: pa.Table, feature: str) -> None:
     """
     for name in table.column_names:
         column = table.column(name)
-        for chunk_rows, values in _strings(column):
+        for chunk_rows, values in _leaves(column, _is_text):
             try:
                 values.validate(full=True)
             except pa.ArrowInvalid:
@@ -289,12 +290,15 @@ def check_text(table: pa.Table, feature: str) -> None:
                     "NUL character (U+0000), which stores cannot hold; remove it")
 
 
-def _strings(column: pa.ChunkedArray) -> list[tuple[Any, pa.Array]]:
-    """(position -> row, string values) for every string array inside ``column``."""
+def _leaves(column: pa.ChunkedArray, is_leaf: Any, *,
+             map_keys: bool = True) -> list[tuple[Any, pa.Array]]:
+    """(position -> row, values) for every array of a type ``is_leaf`` accepts inside
+    ``column``, nested ones included (map keys only with ``map_keys``)."""
     out: list[tuple[Any, pa.Array]] = []
     offset = 0
     for chunk in column.chunks:
-        out.extend((_shift(offset, rows), values) for rows, values in _walk(chunk))
+        out.extend((_shift(offset, rows), values)
+                   for rows, values in _walk(chunk, is_leaf, map_keys))
         offset += len(chunk)
     return out
 
@@ -303,19 +307,20 @@ def _shift(offset: int, rows: Any) -> Any:
     return lambda i: offset + rows(i)
 
 
-def _walk(arr: pa.Array) -> list[tuple[Any, pa.Array]]:
+def _walk(arr: pa.Array, is_leaf: Any, map_keys: bool) -> list[tuple[Any, pa.Array]]:
     t = arr.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+    if is_leaf(t):
         return [(lambda i: i, arr)]
     if pa.types.is_struct(t):
-        return [x for i in range(t.num_fields) for x in _walk(arr.field(i))]
-    if pa.types.is_map(t):  # as list<struct<key, value>>, which flattens
-        entries = pa.StructArray.from_arrays([arr.keys, arr.items], ["key", "value"])
+        return [x for i in range(t.num_fields) for x in _walk(arr.field(i), is_leaf, map_keys)]
+    if pa.types.is_map(t):  # as list<struct<key, value>> (or list<value>), which flattens
+        entries = (pa.StructArray.from_arrays([arr.keys, arr.items], ["key", "value"])
+                   if map_keys else arr.items)
         arr = pa.ListArray.from_arrays(arr.offsets, entries, mask=arr.is_null())
         t = arr.type
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         parents = arr.value_parent_indices()
-        return [(_via(parents, rows), v) for rows, v in _walk(arr.flatten())]
+        return [(_via(parents, rows), v) for rows, v in _walk(arr.flatten(), is_leaf, map_keys)]
     return []
 
 
@@ -340,7 +345,37 @@ def restore(table: pa.Table, stored: Mapping[str, pa.DataType]) -> pa.Table:
                 and column.type.tz and target.tz:
             column = column.cast(pa.timestamp(column.type.unit, tz=target.tz))
         table = table.set_column(i, name, column.cast(target))
-    return table
+    return _canonical_schema(table)
+
+
+def _canonical_schema(table: pa.Table) -> pa.Table:
+    """``table`` in the one schema every engine hands out: every field nullable, list
+    children named ``item``, no metadata (DuckDB names list children ``l``; ClickHouse marks
+    ids, lists, structs and maps ``not null``)."""
+    schema = pa.schema([pa.field(f.name, canonical_arrow(f.type)) for f in table.schema])
+    if table.schema.to_string(show_schema_metadata=True) == schema.to_string() \
+            and not table.schema.metadata:
+        return table
+    return table.cast(schema)
+
+
+def canonical_arrow(t: pa.DataType) -> pa.DataType:
+    """``t`` spelled as every read hands it out: nested fields nullable (map keys excepted,
+    Arrow requires them), list children named ``item``.
+
+    >>> canonical_arrow(pa.list_(pa.field("l", pa.int64(), nullable=False)))
+    ListType(list<item: int64>)
+    """
+    if pa.types.is_list(t):
+        return pa.list_(canonical_arrow(t.value_type))
+    if pa.types.is_large_list(t):
+        return pa.large_list(canonical_arrow(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(t.field(i).name, canonical_arrow(t.field(i).type))
+                          for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(canonical_arrow(t.key_type), canonical_arrow(t.item_type))
+    return t
 
 
 def _is_text(t: pa.DataType) -> bool:

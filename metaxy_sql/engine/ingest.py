@@ -238,8 +238,11 @@ def _converts(values: list[Any]) -> bool:
     return True
 
 
-def check_ids(table: pa.Table, feature: str, id_columns: Sequence[str], *, unique: bool) -> None:
-    """Id columns present, never null and (for writes) unique within the batch."""
+def check_ids(table: pa.Table, feature: str, id_columns: Sequence[str], *, unique: bool,
+              operation: str = "one write") -> None:
+    """Id columns present, never null and (with ``unique``) unique within the batch;
+    ``operation`` names the batch in the message (``"one write"``, ``"the samples= of one
+    resolve_update"``)."""
     missing = [c for c in id_columns if c not in table.column_names]
     if missing:
         raise DataError(
@@ -257,8 +260,8 @@ def check_ids(table: pa.Table, feature: str, id_columns: Sequence[str], *, uniqu
         if dupes.num_rows:
             example = {c: dupes.column(c)[0].as_py() for c in id_columns}
             raise DataError(
-                f"feature {feature!r}: {dupes.num_rows} ids appear more than once in one write "
-                f"(e.g. {example}); write one row per sample")
+                f"feature {feature!r}: {dupes.num_rows} ids appear more than once in "
+                f"{operation} (e.g. {example}); give one row per sample")
 
 
 def check_by_field(table: pa.Table, feature: str, column: str, fields: Sequence[str], *,

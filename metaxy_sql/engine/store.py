@@ -149,7 +149,8 @@ class Store:
                 table = self._no_samples(feature)  # an empty sample set: every sample is gone
             ingest.check_column_names(table.column_names, feature, spec.id_columns)
             table = ingest.check_id_types(table, feature, spec.id_columns)
-            ingest.check_ids(table, feature, spec.id_columns, unique=True)
+            ingest.check_ids(table, feature, spec.id_columns, unique=True,
+                             operation="the samples= of one resolve_update")
             self._require_by_field(table, feature)
             table = ingest.check_by_field(table, feature, names.PROVENANCE_BY_FIELD,
                                           self.graph.field_keys(feature), complete=True)
