@@ -39,7 +39,7 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
                    "id columns and metaxy_provenance_by_field.")
 @click.option("--write", "write_", is_flag=True,
               help="Root features: record the sample set given with --samples (its new and "
-                   "stale samples, in one write).")
+                   "stale samples, and those whose other columns changed, in one write).")
 @click.option("--sql", "show_sql", is_flag=True, help="Print the statement that ran.")
 @click.option("--where", help="Partial resolution: a predicate over the id columns, e.g. "
                               "\"sample_uid LIKE 'v1%'\" (checked with sqlglot).")
@@ -91,9 +91,13 @@ def resolve(obj: CliContext, feature: str, show: str | None, limit: int, samples
                 for row in shown:
                     click.echo(dumps(row))
         if write_:
-            out["written"] = _write_increment(store, feature, inc, counts, quiet)
+            kinds = _write_increment(store, feature, inc, counts, quiet)
+            out["written"] = sum(kinds.values())
+            out["written_by_kind"] = kinds
             if not quiet:
-                click.echo(f"wrote {out['written']} samples of {feature} (new and stale)")
+                click.echo(f"wrote {out['written']} samples of {feature} (new {kinds['new']}, "
+                           f"stale {kinds['stale']}, changed columns "
+                           f"{kinds['changed_columns']})")
         if show_sql:
             out["sql"] = inc.sql
             if not quiet:
@@ -103,19 +107,25 @@ def resolve(obj: CliContext, feature: str, show: str | None, limit: int, samples
 
 
 def _write_increment(store: Store, feature: str, inc: Any, counts: dict[str, int],
-                     quiet: bool) -> int:
-    """Write the new and stale samples of ``inc`` back, in one write."""
-    total = counts["new"] + counts["stale"]
+                     quiet: bool) -> dict[str, int]:
+    """Write, in one write, the new and stale samples of root ``inc`` and the samples whose
+    provenance is unchanged but whose other columns changed (``inc.changed_columns()``).
+    Returns how many of each kind were written."""
+    changed = inc.changed_columns()
+    kinds = {"new": counts["new"], "stale": counts["stale"], "changed_columns": changed.num_rows}
+    total = sum(kinds.values())
     if total == 0:
-        return 0
+        return kinds
     with progress(f"write {feature}", total, unit="rows", quiet=quiet) as task:
-        new, stale = inc.new.to_arrow(), inc.stale.to_arrow()
-        stale = stale.drop_columns([c for c in stale.column_names if c not in new.column_names])
-        parts = [t for t in (new, stale.select(new.column_names)) if t.num_rows]
-        data = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
-        written = store.write(feature, data)
-        task.advance(written)
-    return written
+        parts = [changed]  # the columns of --samples; increment rows carry them all
+        for part in (inc.new, inc.stale):
+            if counts[part.status]:
+                rows = part.to_arrow()
+                parts.append(rows.select(changed.column_names).cast(changed.schema))
+        parts = [t for t in parts if t.num_rows]
+        data = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        task.advance(store.write(feature, data))
+    return kinds
 
 
 @click.command()

@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from metaxy_sql.compile import builder
 from metaxy_sql.engine import coltypes, frames
-from metaxy_sql.errors import ConfigError
+from metaxy_sql.errors import ConfigError, DataError
 from metaxy_sql.model import names
 
 if TYPE_CHECKING:
@@ -186,8 +186,10 @@ class Increment:
                  id_columns: tuple[str, ...], executor: Executor, *,
                  carried: tuple[str, ...] = (), field_keys: tuple[str, ...] = (),
                  mode: str = "full", refresh: object = None,
-                 column_types: Callable[[], Mapping[str, pa.DataType]] = dict) -> None:
+                 column_types: Callable[[], Mapping[str, pa.DataType]] = dict,
+                 changed_columns: Callable[[], pa.Table] | None = None) -> None:
         self.feature = feature
+        self._changed_columns = changed_columns
         self.mode = "rebuilt" if mode == "full" and refresh is not None else mode
         self.refresh = refresh
         self.statement = statement
@@ -212,6 +214,33 @@ class Increment:
         for row in self._executor.fetch(sql).to_pylist():
             result[row[names.STATUS]] = int(row["n"])
         return result
+
+    def changed_columns(self) -> pa.Table:
+        """Root features: the rows of ``samples=`` whose provenance is unchanged (neither new
+        nor stale) but whose other columns differ from the id's latest stored row, as given.
+
+        Only the columns of ``samples=`` are compared (a column the stored table lacks reads
+        as NULL), by the store's exact-value rules: NULL differs from every value, NaN equals
+        NaN, ``-0.0`` differs from ``0.0``, map entries compare regardless of order. Writing
+        these rows (``store.write(root, inc.changed_columns())``) makes nothing downstream
+        stale (their provenance is the stored one) while dependency filters and carried
+        columns read the new values. Computed in Python on the stored rows of the samples'
+        ids (one query); partial resolution (``where=``, ``ids=``) restricts it too.
+
+        Returns:
+            An Arrow table with the columns and types of ``samples=`` (id columns,
+            ``metaxy_provenance_by_field``, your columns), in the order given.
+
+        Raises:
+            DataError: the increment is not a root feature's (other features are written by
+                their step), or a given column does not fit its stored type (as the write
+                would refuse it).
+        """
+        if self._changed_columns is None:
+            raise DataError(f"feature {self.feature!r} is not a root feature: changed_columns() "
+                            "compares the samples= of a root feature's increment with the store; "
+                            "a computed feature's rows are written by its step (store.write)")
+        return self._changed_columns()
 
     def to_arrow(self) -> pa.Table:
         """Every row of the increment, with its ``metaxy_status``."""

@@ -38,7 +38,7 @@ from metaxy_sql.compile.planner import (
     tables_read,
 )
 from metaxy_sql.compile.render import compile_resolve
-from metaxy_sql.engine import coltypes, frames, ingest, system, write_order
+from metaxy_sql.engine import coltypes, column_changes, frames, ingest, system, write_order
 from metaxy_sql.engine import incremental as incremental_mod
 from metaxy_sql.engine import views as views_mod
 from metaxy_sql.engine.executors.base import Executor
@@ -178,9 +178,23 @@ class Store:
         catalog = dataclasses.replace(self.catalog(feature), sample_columns=sample_columns)
         sql, statement = self.compiled(feature, catalog, where=where, ids=ids)
         carried = sample_columns or tuple(t for d in spec.deps for _, t in d.carried())
+        changed = None
+        if self.graph.is_root(feature):
+            changed = self._changed_columns(feature, table, where, ids)
         return Increment(feature, statement, sql, spec.id_columns, self.executor,
                          carried=carried, field_keys=self.graph.field_keys(feature),
-                         column_types=lambda: self._increment_types(feature, given))
+                         column_types=lambda: self._increment_types(feature, given),
+                         changed_columns=changed)
+
+    def _changed_columns(self, feature: str, samples: pa.Table, where: str | None,
+                         ids: Any) -> Callable[[], pa.Table]:
+        """What :meth:`Increment.changed_columns` of root ``feature`` computes, on call."""
+        subset = filters.subset_predicate(feature, increment_grain(self.graph, feature),
+                                          where, ids)
+        spec = self.graph.spec(feature)
+        return lambda: column_changes.changed_rows(
+            self.executor, feature, spec.id_columns, self.graph.field_keys(feature), samples,
+            self.column_types(feature), subset)
 
     def _no_samples(self, feature: str) -> pa.Table:
         """An empty sample set of root ``feature`` (``samples=[]``), its id columns in their
