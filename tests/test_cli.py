@@ -299,7 +299,7 @@ def test_resolve_samples_write_records_the_increment(runner: CliRunner, url: str
     out = run(runner, *SEED, "resolve", "video/full", "--samples", "s.parquet", "--write",
               "--store", url)
     assert out.splitlines() == ["video/full: new 4, stale 0, orphaned 0",
-                                "wrote 4 samples of video/full (new and stale)"]
+                                "wrote 4 samples of video/full (new 4, stale 0, changed columns 0)"]
     # one sample's frames changed, one sample added: stale 1 + new 1, written in one go
     changed = samples(5)
     changed[2]["metaxy_provenance_by_field"]["frames"] = "new-frames"
@@ -307,7 +307,7 @@ def test_resolve_samples_write_records_the_increment(runner: CliRunner, url: str
     out = run(runner, *SEED, "resolve", "video/full", "--samples", "s2.parquet", "--write",
               "--store", url)
     assert out.splitlines() == ["video/full: new 1, stale 1, orphaned 0",
-                                "wrote 2 samples of video/full (new and stale)"]
+                                "wrote 2 samples of video/full (new 1, stale 1, changed columns 0)"]
     again = run(runner, *SEED, "resolve", "video/full", "--samples", "s2.parquet",
                 "--store", url)
     assert again == "video/full: new 0, stale 0, orphaned 0\n"
@@ -324,6 +324,48 @@ def test_resolve_samples_write_records_the_increment(runner: CliRunner, url: str
     assert "--write records a root feature's sample set only" in out
     with mx.connect(url, graph=seed.graph, create=False) as store:
         assert store.count("transcript/whisper") == 0
+
+
+def test_resolve_write_records_changed_user_columns(runner: CliRunner, url: str,
+                                                    tmp_path: Path) -> None:
+    """A root sample whose provenance is unchanged but whose ``dur`` changed is recorded by
+    ``resolve --write``: the child's filter and carried column then read the new value."""
+    module = f"pipe2_{next(_counter)}"
+    (tmp_path / f"{module}.py").write_text(
+        "import metaxy_sql as mx\n"
+        "class Videos(mx.BaseFeature, spec=mx.FeatureSpec(key='videos', "
+        "id_columns=['sample_uid'], fields=[mx.FieldSpec(key='frames', code_version='1'), "
+        "mx.FieldSpec(key='audio', code_version='1')])):\n"
+        "    dur: float\n"
+        "capt = mx.FeatureSpec(key='capt', id_columns=['sample_uid'], deps=[mx.FeatureDep("
+        "feature='videos', filters=['dur > 1.0'], columns=['dur'])])\n")
+    prov = {"frames": "f1", "audio": "a1"}
+
+    def jsonl(name: str, durs: dict[str, float]) -> None:
+        (tmp_path / name).write_text("".join(
+            json.dumps({"sample_uid": k, "dur": d, "metaxy_provenance_by_field": prov}) + "\n"
+            for k, d in durs.items()))
+
+    jsonl("s1.jsonl", {"v1": 2.0, "v2": 0.5, "v3": 3.0})
+    jsonl("s2.jsonl", {"v1": 0.5, "v2": 2.0, "v3": 3.0})
+    e = ["-e", module, "--store", url]
+    assert run(runner, *e, "resolve", "videos", "--samples", "s1.jsonl", "--write") == (
+        "videos: new 3, stale 0, orphaned 0\n"
+        "wrote 3 samples of videos (new 3, stale 0, changed columns 0)\n")
+    assert run(runner, *e, "resolve", "videos", "--samples", "s2.jsonl", "--write") == (
+        "videos: new 0, stale 0, orphaned 0\n"
+        "wrote 2 samples of videos (new 0, stale 0, changed columns 2)\n")
+    rows = [json.loads(line) for line in run(runner, *e, "read", "videos").splitlines()]
+    assert [(r["sample_uid"], r["dur"]) for r in rows] == [("v1", 0.5), ("v2", 2.0), ("v3", 3.0)]
+    shown = json.loads(run(runner, *e, "resolve", "capt", "--show", "new", "--format", "json"))
+    assert sorted((r["sample_uid"], r["dur"]) for r in shown["rows"]["new"]) == \
+        [("v2", 2.0), ("v3", 3.0)]
+    # the same file again: nothing differs, nothing is written
+    out = json.loads(run(runner, *e, "resolve", "videos", "--samples", "s2.jsonl", "--write",
+                         "--format", "json"))
+    assert (out["written"], out["written_by_kind"]) == \
+        (0, {"new": 0, "stale": 0, "changed_columns": 0})
+    assert len(run(runner, *e, "read", "videos", "--history", "--limit", "0").splitlines()) == 5
 
 
 def test_root_feature_hint_names_the_samples_file(runner: CliRunner, url: str) -> None:
