@@ -203,6 +203,17 @@ def conform(table: pa.Table, feature: str, columns: Sequence[str],
     return table, new
 
 
+def check_nested_floats(table: pa.Table, feature: str, columns: Sequence[str]) -> None:
+    """Refuse NaN, infinity and -0.0 inside the list, struct and map values of ``columns``
+    of ``table``, before any engine sees them (rows staged for a resolve, as written rows).
+
+    Raises:
+        DataError: naming the column and the first row holding one.
+    """
+    for name in columns:
+        _check_finite_nested(table.column(name), feature, name)
+
+
 def _check_finite_nested(column: pa.ChunkedArray, feature: str, name: str) -> None:
     # Postgres keeps nested values as jsonb, whose numbers are numeric: no NaN, no infinity,
     # and -0.0 reads back 0.0 (scalar float columns are double precision and keep all three).

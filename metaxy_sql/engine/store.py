@@ -157,6 +157,9 @@ class Store:
             sample_columns = tuple(c for c in table.column_names if c not in spec.id_columns
                                    and c not in ingest.ACCEPTED_SYSTEM_COLUMNS)
             table = table.select([*spec.id_columns, names.PROVENANCE_BY_FIELD, *sample_columns])
+            # Values a write would refuse are refused before staging: an engine could change
+            # them on the way in (Postgres jsonb: -0.0 inside a list reads back 0.0).
+            coltypes.check_nested_floats(table, feature, sample_columns)
             table = self._conform_ids(feature, table)
             given = {f.name: f.type for f in table.schema if f.name != names.PROVENANCE_BY_FIELD}
             self.executor.stage(names.samples(feature), table)
