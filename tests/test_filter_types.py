@@ -11,6 +11,7 @@ naive timestamps and with an offset for zoned ones, 'NaN'/'inf' text with float 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
@@ -33,6 +34,7 @@ ROWS = {
                    pa.timestamp("us", tz="UTC")),
     "d": pa.array([dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]),
     "b": pa.array([b"a", b"b", b"c"]),
+    "dec": pa.array([Decimal("1.50"), Decimal("2.00"), Decimal("-0.01")], pa.decimal128(10, 2)),
 }
 
 #: where= -> ids selected, written out from the rows above
@@ -55,6 +57,23 @@ ALLOWED: dict[str, set[str]] = {
     "tz > '2024-01-02T00:00:00Z'": {"c"},
     "n = score": {"a", "b"},                      # numbers with numbers
     "name IS NULL OR b IS NOT NULL": {"a", "b", "c"},
+    # ClickHouse converts an IN set strictly (a zoned text literal failed): IN is = OR =
+    "tz IN ('2024-01-02 00:00:00Z')": {"b"},
+    "tz IN ('2024-01-02 05:30:00+05:30', '2023-01-01T00:00:00Z')": {"a", "b"},
+    "tz NOT IN ('2024-01-02 00:00:00+00:00')": {"a", "c"},
+    "NOT (tz NOT IN ('2024-01-02 00:00:00Z'))": {"b"},
+    "name NOT IN ('1', 'x')": {"b"},
+    "d IN ('2024-01-01', '2024-01-03')": {"a", "c"},
+    "flag": {"a", "c"},                           # a bare bool column is a condition
+    "(flag)": {"a", "c"},
+    "NOT flag": {"b"},
+    "flag OR n = 2": {"a", "b", "c"},
+    "dec >= 1.5": {"a", "b"},
+    "dec > -1": {"a", "b", "c"},
+    "dec < 999999999999999999999999999999999999": {"a", "b", "c"},  # 36 digits: 38 - scale 2
+    "dec > -999999999999999999999999999999999999.99": {"a", "b", "c"},
+    "score > 1e-320": {"a", "b", "c"},            # subnormal, still a float64
+    "name LIKE '_'": {"a", "b", "c"},
 }
 
 #: where= -> the column and literal its error must name
@@ -78,6 +97,23 @@ REFUSED: dict[str, tuple[str, str]] = {
     "n LIKE '1%'": ("n", "LIKE"),
     "n AND flag": ("n", "condition"),
     "name = n": ("name", "int64"),
+    "n": ("'n' is int64, not bool", '"n <> 0"'),  # a bare column must be bool
+    "(name)": ("'name' is string, not bool", "\"name <> ''\""),
+    "ts AND flag": ("'ts' is timestamp[us], not bool", "ts IS NOT NULL"),
+    # more integer digits than DECIMAL(38, 2) holds: DuckDB fails casting it, others answer
+    "dec > 99999999999999999999999999999999999999": ("dec", "38 integer digits"),
+    "dec < -9999999999999999999999999999999999999": ("decimal128(10, 2)", "(36:"),
+}
+
+#: where= -> what the DefinitionError must say (refused whatever the column types)
+REFUSED_ANY_TYPES: dict[str, str] = {
+    "score = 1e-400": "1e-400 is too small for a float64",  # 0 on two engines, error on pg
+    "score IN (score)": "IN takes literals only, not columns",  # chdb: NaN differs
+    "n IN (1, n)": "IN takes literals only, not columns",
+    "name LIKE 'y\\%'": "a backslash in the LIKE pattern",  # DuckDB: no default escape
+    "name NOT ILIKE '%\\_'": "a backslash in the LIKE pattern",
+    "name LIKE 'y!%' ESCAPE '!'": "LIKE ... ESCAPE is refused",
+    "n = 1 OR name LIKE 'y!%' ESCAPE '!'": "LIKE ... ESCAPE is refused",
 }
 
 
@@ -107,6 +143,41 @@ def test_where_matching_literals_select_the_same_rows(store: mx.Store) -> None:
     for where, expected in ALLOWED.items():
         got = set(store.read(V, where=where).column("uid").to_pylist())
         assert got == expected, where
+
+
+def test_where_refused_whatever_the_types(store: mx.Store) -> None:
+    for where, fragment in REFUSED_ANY_TYPES.items():
+        with pytest.raises(mx.DefinitionError) as e:
+            store.read(V, where=where)
+        assert fragment in str(e.value) and repr(where) in str(e.value), where
+
+
+def test_bare_bool_column_excludes_null(make_store: StoreFactory) -> None:
+    s = make_store(_graph())
+    s.write(V, pa.table({"uid": ["t", "f", "n"], "flag": pa.array([True, False, None]),
+                         "metaxy_provenance_by_field": [{"f": u} for u in "tfn"]}))
+    assert s.read(V, where="flag").column("uid").to_pylist() == ["t"]
+    assert s.read(V, where="NOT flag").column("uid").to_pylist() == ["f"]
+
+
+def _tz_graph(filters: list[str]) -> mx.FeatureGraph:
+    root = mx.FeatureSpec(key=V, id_columns=["uid"], fields=[mx.FieldSpec(key="f")])
+    child = mx.FeatureSpec(key=C, id_columns=["uid"], fields=[mx.FieldSpec(key="f")],
+                           deps=[mx.FeatureDep(feature=V, filters=filters)])
+    return mx.FeatureGraph([root, child])
+
+
+def test_dependency_filter_zoned_in_list_and_bare_bool(make_store: StoreFactory) -> None:
+    s = make_store(_tz_graph(["tz IN ('2024-01-02 00:00:00Z', '2025-01-01 01:00:00+01:00')",
+                              "flag"]))
+    s.write(V, pa.table({**ROWS, "metaxy_provenance_by_field": [{"f": u} for u in ROWS["uid"]]}))
+    # tz in {b, c}; flag in {a, c}
+    assert set(s.resolve_update(C).new.to_arrow().column("uid").to_pylist()) == {"c"}
+
+
+def test_delete_where_zoned_not_in_list(store: mx.Store) -> None:
+    assert store.delete(V, where="tz NOT IN ('2024-01-02 00:00:00Z')") == 2
+    assert store.read(V).column("uid").to_pylist() == ["b"]
 
 
 def test_iter_batches_where_refused(store: mx.Store) -> None:

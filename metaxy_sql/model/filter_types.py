@@ -59,6 +59,8 @@ _Fail = Callable[[str], None]
 
 _FLOAT_WORDS = frozenset({"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 _EXACT = 2 ** 53
+_DECIMAL_DIGITS = 38  # the widest decimal every engine has (DuckDB, ClickHouse Decimal128)
+_SCALE = re.compile(r"^decimal\d*\(\d+, *(\d+)\)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CLOCK = r"[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?"
 _TIMESTAMP = re.compile(rf"^\d{{4}}-\d{{2}}-\d{{2}}({_CLOCK})?$")
@@ -126,6 +128,7 @@ def check_types(predicate: exp.Expr, text: str, kinds: Kinds, what: str,
         elif isinstance(node, exp.And | exp.Or | exp.Not):
             for operand in (node.this, node.args.get("expression")):
                 _condition(operand, kinds, fail)
+    _condition(predicate, kinds, fail)  # a bare column as the whole predicate
 
 
 def _unwrap(node: exp.Expr | None) -> exp.Expr | None:
@@ -146,9 +149,11 @@ def _kind(node: exp.Expr, kinds: Kinds) -> tuple[str, str] | None:
 def _condition(operand: exp.Expr | None, kinds: Kinds, fail: _Fail) -> None:
     node = _unwrap(operand)
     if isinstance(node, exp.Column) and (known := kinds.get(node.name)) and known[0] != "bool":
+        zero = {"text": "''", "int": "0", "float": "0", "decimal": "0"}.get(known[0])
+        example = f"\"{node.name} <> {zero}\" or " if zero else ""
         fail(f"column {node.name!r} is {known[1]}, not bool, so it is no condition (DuckDB "
              "casts it, Postgres refuses it); compare it, e.g. "
-             f"\"{node.name} <> 0\" or \"{node.name} IS NOT NULL\"")
+             f"{example}\"{node.name} IS NOT NULL\"")
 
 
 def _like(node: exp.Expr, kinds: Kinds, fail: _Fail) -> None:
@@ -185,10 +190,16 @@ def _literal(column: exp.Expr, known: tuple[str, str], value: exp.Expr, fail: _F
         return
     kind, type_text = known
     problem = _mismatch(kind, value)
-    if problem is None:
-        return
     name = (repr(column.name) if isinstance(column, exp.Column)
             else column.sql(identify=True))
+    number = _number(value) if kind == "decimal" and problem is None else None
+    if number is not None and (digits := _decimal_range(number, type_text)) is not None:
+        fail(f"column {name} is {type_text} but {value.sql()} has {digits[0]} integer digits, "
+             f"more than a decimal of this scale holds ({digits[1]}: DuckDB fails casting it "
+             "to DECIMAL(38, scale), ClickHouse and Postgres answer); compare with a bound "
+             "the column's type can hold")
+    if problem is None:
+        return
     fail(f"{'column ' if isinstance(column, exp.Column) else ''}{name} is {type_text} but "
          f"{value.sql()} is {problem}; engines compare these differently (DuckDB casts, "
          f"Postgres and ClickHouse refuse or compare otherwise): {_FIX[kind]}")
@@ -211,7 +222,7 @@ def _number(value: exp.Expr) -> Decimal | None:
         number = Decimal(node.this)
     except InvalidOperation:
         return None
-    return -number if negate else number
+    return number.copy_negate() if negate else number  # exact: - rounds to 28 digits
 
 
 def _mismatch(kind: str, value: exp.Expr) -> str | None:
@@ -242,6 +253,16 @@ def _mismatch(kind: str, value: exp.Expr) -> str | None:
     if given != "text":
         return given
     return _temporal(kind, value.name)
+
+
+def _decimal_range(number: Decimal, type_text: str) -> tuple[int, int] | None:
+    """(integer digits, room) of a literal with more integer digits than a decimal of the
+    column's scale holds in the widest decimal every engine has, else None."""
+    scale = _SCALE.search(type_text)
+    room = _DECIMAL_DIGITS - (int(scale.group(1)) if scale else 0)
+    whole = number.copy_abs().to_integral_value(rounding="ROUND_DOWN")
+    digits = whole.adjusted() + 1
+    return None if whole == 0 or digits <= room else (digits, room)
 
 
 def _temporal(kind: str, text: str) -> str | None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -72,6 +73,9 @@ _BOOLEAN: tuple[type[exp.Expr], ...] = (
     exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
     exp.In, exp.Between, exp.Like, exp.ILike, exp.Boolean,
 )
+_LIKE_FIX = ("match a literal %, _ or \\ with _ (any one character, so others too: "
+             "\"path LIKE 'a_b'\" matches 'a%b' and 'axb'), or store a column to compare "
+             "with =")
 _HINT = ("use only columns, literals, comparisons, AND/OR/NOT, IN (...), BETWEEN, LIKE "
          "and IS NULL")
 
@@ -99,32 +103,77 @@ def parse_filter(text: str, what: str) -> exp.Expr:
     except (ParseError, ValueError) as e:
         raise DefinitionError(f"{what} ({text!r}) does not parse: {e}") from None
     root = tree.unnest() if isinstance(tree, exp.Paren) else tree
-    if not isinstance(root, _BOOLEAN):
+    if isinstance(root, exp.Escape):
+        _like_escape(root, what, text)
+    if not isinstance(root, (*_BOOLEAN, exp.Column)):  # a bare column: bool (filter_types)
         raise DefinitionError(f"{what} ({text!r}) is not a boolean expression; write a "
                               "comparison such as \"duration > 1.0\"")
     for node in tree.walk():
-        if isinstance(node, _ARITHMETIC) or (
-                isinstance(node, exp.Neg) and not _is_number(node.this)):
-            raise DefinitionError(f"{what} ({text!r}): arithmetic ({type(node).__name__}) is "
-                                  f"refused; {_ARITHMETIC_FIX}")
-        if not isinstance(node, _ALLOWED):
+        _check_node(node, what, text)
+    return _requote(tree)
+
+
+def _like_escape(node: exp.Escape, what: str, text: str) -> None:
+    raise DefinitionError(
+        f"{what} ({text!r}): LIKE ... ESCAPE is refused (engines disagree on LIKE escapes: "
+        "DuckDB has no default escape, Postgres and ClickHouse read \\ as one); no filter "
+        f"matches a literal % or _ alike on every engine: {_LIKE_FIX}")
+
+
+def _check_node(node: exp.Expr, what: str, text: str) -> None:
+    """Refuse one node of a parsed predicate that engines would answer differently."""
+    if isinstance(node, exp.Escape):
+        _like_escape(node, what, text)
+    if isinstance(node, exp.Like | exp.ILike):
+        pattern = node.expression
+        if isinstance(pattern, exp.Literal) and "\\" in pattern.this:
             raise DefinitionError(
-                f"{what} ({text!r}): {type(node).__name__} is not allowed; {_HINT}")
-        if isinstance(node, exp.In) and node.args.get("query") is not None:
-            raise DefinitionError(f"{what} ({text!r}): IN takes literals only; {_HINT}")
-        if isinstance(node, exp.In) and any(isinstance(v, exp.Null) for v in node.expressions):
-            raise DefinitionError(
-                f"{what} ({text!r}): NULL inside IN (...) is refused (ClickHouse ignores it, "
-                "so NOT IN would differ by engine); write \"x IS NULL OR x IN (...)\"")
-        if _is_number(node) and math.isinf(float(node.this)):
+                f"{what} ({text!r}): a backslash in the LIKE pattern {pattern.sql()} is "
+                "refused (Postgres and ClickHouse read it as an escape, DuckDB as a "
+                f"character, so they select different rows); {_LIKE_FIX}")
+    if isinstance(node, exp.In) and any(
+            item.find(exp.Column) is not None for item in node.expressions):
+        raise DefinitionError(
+            f"{what} ({text!r}): IN takes literals only, not columns (ClickHouse matches "
+            "a column in an IN list by bit pattern, so NaN rows differ by engine); compare "
+            "the columns with =, e.g. \"a = b OR a = c\"")
+    if isinstance(node, _ARITHMETIC) or (
+            isinstance(node, exp.Neg) and not _is_number(node.this)):
+        raise DefinitionError(f"{what} ({text!r}): arithmetic ({type(node).__name__}) is "
+                              f"refused; {_ARITHMETIC_FIX}")
+    if not isinstance(node, _ALLOWED):
+        raise DefinitionError(
+            f"{what} ({text!r}): {type(node).__name__} is not allowed; {_HINT}")
+    if isinstance(node, exp.In) and node.args.get("query") is not None:
+        raise DefinitionError(f"{what} ({text!r}): IN takes literals only; {_HINT}")
+    if isinstance(node, exp.In) and any(isinstance(v, exp.Null) for v in node.expressions):
+        raise DefinitionError(
+            f"{what} ({text!r}): NULL inside IN (...) is refused (ClickHouse ignores it, "
+            "so NOT IN would differ by engine); write \"x IS NULL OR x IN (...)\"")
+    if isinstance(node, exp.Column) and node.table:
+        raise DefinitionError(
+            f"{what} ({text!r}): write {node.name!r} without a table qualifier")
+    number = _decimal(node)
+    if number is not None:
+        if math.isinf(float(number)):
             raise DefinitionError(
                 f"{what} ({text!r}): the number {node.this} is beyond the float range (an "
                 "error on Postgres, inf elsewhere); write 'inf' or 'NaN' as text, "
                 "e.g. \"duration < 'inf'\"")
-        if isinstance(node, exp.Column) and node.table:
+        if number != 0 and float(number) == 0:
             raise DefinitionError(
-                f"{what} ({text!r}): write {node.name!r} without a table qualifier")
-    return _requote(tree)
+                f"{what} ({text!r}): the number {node.this} is too small for a float64 (it "
+                "reads as 0 on DuckDB and ClickHouse, an out-of-range error on Postgres); "
+                "write 0, or a number at least 5e-324 in magnitude")
+
+
+def _decimal(node: exp.Expr) -> Decimal | None:
+    if not _is_number(node):
+        return None
+    try:
+        return Decimal(node.this)
+    except InvalidOperation:
+        return None
 
 
 def _is_number(node: exp.Expr) -> bool:

@@ -426,6 +426,12 @@ def _risky_in(value: exp.Expr) -> bool:
     return v is not None and (v == 0 or math.isnan(v))
 
 
+def _text(value: exp.Expr) -> bool:
+    """A text ``IN`` literal: ClickHouse converts an IN set to the column type strictly
+    (``'2026-01-01 00:00:00Z'`` fails against a ``DateTime64``) and ``=`` leniently."""
+    return isinstance(value, exp.Literal) and value.is_string
+
+
 def _total_order(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.EQ | exp.NEQ | exp.GT | exp.GTE | exp.LT | exp.LTE):
         return _compare(type(node), node.this, node.expression)
@@ -433,7 +439,7 @@ def _total_order(node: exp.Expr) -> exp.Expr:
         return exp.paren(exp.and_(_compare(exp.GTE, node.this, node.args["low"]),
                                   _compare(exp.LTE, node.this, node.args["high"]),
                                   copy=False), copy=False)
-    if isinstance(node, exp.In) and any(_risky_in(v) for v in node.expressions):
+    if isinstance(node, exp.In) and any(_risky_in(v) or _text(v) for v in node.expressions):
         return exp.paren(exp.or_(*[_compare(exp.EQ, node.this, v) for v in node.expressions],
                                  copy=False), copy=False)
     return node
