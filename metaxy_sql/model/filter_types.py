@@ -14,7 +14,8 @@ kind            literals allowed (``NULL`` always)
                 below 2**53 in magnitude (ClickHouse compares it as ``Float64``)
 ``float``       numbers (whole ones up to 2**53 in magnitude); ``'NaN'``, ``'inf'``,
                 ``'-inf'``, ``'+inf'``, ``'infinity'`` as text (any case)
-``decimal``     numbers
+``decimal``     numbers of at most 38 - scale integer digits (DuckDB casts the literal
+                to ``DECIMAL(38, scale)`` and fails beyond)
 ``text``        quoted text
 ``bool``        ``TRUE``, ``FALSE``
 ``date``        ``'YYYY-MM-DD'``
@@ -28,7 +29,7 @@ kind            literals allowed (``NULL`` always)
 The same rule holds for each item of ``IN (...)``, both bounds of ``BETWEEN``, and either
 side of a comparison. Two columns compare when their families agree (numbers with numbers,
 dates with naive timestamps, otherwise the same kind); ``LIKE`` needs a text column; a bare
-column used as a condition (``flag AND x > 1``) must be ``bool``.
+column used as a condition (``flag``, ``flag AND x > 1``) must be ``bool``.
 
 >>> from metaxy_sql.errors import DataError
 >>> from metaxy_sql.model.filters import parse_filter

@@ -2,8 +2,8 @@
 parsed and checked with sqlglot, evaluated alike on every engine.
 
 A predicate is a boolean expression over columns and literals: comparisons, ``AND``/``OR``/
-``NOT``, ``IN (literals)``, ``BETWEEN``, ``LIKE``, ``IS [NOT] NULL``. Anything else (function
-calls, subqueries, casts, arithmetic, several statements) is rejected; the parsed tree, with
+``NOT``, ``IN (literals)``, ``BETWEEN``, ``LIKE``, ``IS [NOT] NULL``, a bare (bool) column.
+Anything else (function calls, subqueries, casts, arithmetic, several statements) is rejected; the parsed tree, with
 every column re-quoted, is what the SQL builder embeds, never the user's text.
 
 One semantics on every engine (a sample's status must not depend on where it is stored):
@@ -15,14 +15,18 @@ One semantics on every engine (a sample's status must not depend on where it is 
   by IEEE-754 (every comparison with NaN false, ``IN`` matching bit patterns, so ``-0.0`` is
   not ``IN (0.0)``); its dialect rewrites each comparison into a NaN-explicit form that gives
   the total order for any column type (``Dialect.predicate``). ``x IN (a, b)`` means
-  ``x = a OR x = b`` and ``x BETWEEN a AND b`` means ``x >= a AND x <= b``, with these
-  comparisons. A NaN literal is written as text, ``duration = 'NaN'``.
+  ``x = a OR x = b`` (so ClickHouse, which converts an IN set to the column type strictly,
+  gets it spelled so when an item is text) and ``x BETWEEN a AND b`` means
+  ``x >= a AND x <= b``, with these comparisons. ``IN`` takes literals only. A NaN literal is
+  written as text, ``duration = 'NaN'``.
+- ``LIKE`` escapes differ (DuckDB has none by default, Postgres and ClickHouse read ``\\``
+  as one): a backslash in a pattern and ``ESCAPE`` are refused.
 - Arithmetic (``+ - * /``, and ``-`` of a column) is refused: engines disagree on it in ways no
   rewrite fixes cheaply (``x / 0``: an error on Postgres, NULL on ClickHouse, inf or NULL on
   DuckDB; ``7 / 2`` is 3 on Postgres, 3.5 elsewhere; int64 overflow wraps on ClickHouse and
   fails elsewhere). Store the computed value as a column of the parent and filter on it.
   Numeric literals beyond the float range (``1e400``) are refused too (an error on Postgres,
-  ``inf`` elsewhere); ``NULL`` inside ``IN (...)`` is refused (ClickHouse ignores it, so
+  ``inf`` elsewhere), and nonzero ones that underflow it (``1e-400``); ``NULL`` inside ``IN (...)`` is refused (ClickHouse ignores it, so
   ``NOT (x IN (1, NULL))`` would differ); write ``x IS NULL OR x IN (...)``.
 
 Text compares by the engine's collation for ``<``/``>``: byte order on DuckDB and ClickHouse,
