@@ -3,8 +3,9 @@ parsed and checked with sqlglot, evaluated alike on every engine.
 
 A predicate is a boolean expression over columns and literals: comparisons, ``AND``/``OR``/
 ``NOT``, ``IN (literals)``, ``BETWEEN``, ``LIKE``, ``IS [NOT] NULL``, a bare (bool) column.
-Anything else (function calls, subqueries, casts, arithmetic, several statements) is rejected; the parsed tree, with
-every column re-quoted, is what the SQL builder embeds, never the user's text.
+Anything else (function calls, subqueries, casts, arithmetic, several statements) is
+rejected; the parsed tree, with every column re-quoted, is what the SQL builder embeds, never
+the user's text.
 
 One semantics on every engine (a sample's status must not depend on where it is stored):
 
