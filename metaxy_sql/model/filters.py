@@ -27,8 +27,9 @@ One semantics on every engine (a sample's status must not depend on where it is 
   DuckDB; ``7 / 2`` is 3 on Postgres, 3.5 elsewhere; int64 overflow wraps on ClickHouse and
   fails elsewhere). Store the computed value as a column of the parent and filter on it.
   Numeric literals beyond the float range (``1e400``) are refused too (an error on Postgres,
-  ``inf`` elsewhere), and nonzero ones that underflow it (``1e-400``); ``NULL`` inside ``IN (...)`` is refused (ClickHouse ignores it, so
-  ``NOT (x IN (1, NULL))`` would differ); write ``x IS NULL OR x IN (...)``.
+  ``inf`` elsewhere), and nonzero ones that underflow it (``1e-400``); ``NULL`` inside
+  ``IN (...)`` is refused (ClickHouse ignores it, so ``NOT (x IN (1, NULL))`` would differ);
+  write ``x IS NULL OR x IN (...)``.
 
 Text compares by the engine's collation for ``<``/``>``: byte order on DuckDB and ClickHouse,
 the database collation on Postgres (byte order for a ``C`` database).
