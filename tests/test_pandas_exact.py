@@ -140,3 +140,26 @@ def test_increment_to_pandas_writes_back_exactly(make_store: StoreFactory) -> No
         assert _by_id(store.read(KEY), name) == _by_id(samples, name), name
     assert store.resolve_update(KEY, samples=samples).counts() == {
         "new": 0, "stale": 0, "orphaned": 0}
+
+
+def test_pandas_shapes_a_user_meets(make_store: StoreFactory) -> None:
+    """A Series of ids deletes like a list; a merge's float64 for an int column is refused
+    with the nullable-dtype fix; two columns of one name are refused, naming it."""
+    store = make_store(seed.graph)
+    prov = {"audio": "a", "frames": "f"}
+    rows = pd.DataFrame({"sample_uid": IDS, "n": pd.array([1, 2, 3, 4], dtype="Int64"),
+                         "metaxy_provenance_by_field": [prov] * 4})
+    assert store.write(KEY, rows) == 4
+    # a left merge leaves the unmatched rows NaN and the column float64
+    merged = rows.drop(columns="n").merge(pd.DataFrame({"sample_uid": ["v0"], "n": [7]}),
+                                          how="left")
+    assert str(merged["n"].dtype) == "float64"
+    with pytest.raises(mx.DataError, match=r"column 'n' is stored as int64.*convert_dtypes"):
+        store.write(KEY, merged)
+    assert store.write(KEY, merged.convert_dtypes()) == 4
+    assert _by_id(store.read(KEY), "n") == [7, None, None, None]
+    twice = pd.concat([rows, rows[["n"]]], axis=1)
+    with pytest.raises(mx.DataError, match=r"columns named more than once: \['n'\]"):
+        store.write(KEY, twice)
+    assert store.delete(KEY, pd.Series(["v2", "v3"])) == 2
+    assert sorted(store.read(KEY).column("sample_uid").to_pylist()) == ["v0", "v1"]

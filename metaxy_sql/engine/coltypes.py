@@ -271,10 +271,15 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType, feature: str, name: str,
 
 
 def _mismatch(feature: str, name: str, stored: pa.DataType, given: pa.DataType) -> DataError:
+    hint = ""
+    if pa.types.is_integer(stored) and pa.types.is_floating(given):
+        # pandas turns an int column holding a missing value (a merge, a reindex) into float64
+        hint = ("; from pandas, an int column with a missing value becomes float64: keep it "
+                "in the nullable Int64 dtype (e.g. frame.convert_dtypes())")
     return DataError(
         f"feature {feature!r}: column {name!r} is stored as {stored}, given {given}; write "
         f"values of {stored} (widening is only lossless: int -> float/decimal, "
-        "narrower -> wider) or store this data under another column name")
+        f"narrower -> wider) or store this data under another column name{hint}")
 
 
 def check_text(table: pa.Table, feature: str) -> None:

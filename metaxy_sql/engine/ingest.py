@@ -66,6 +66,8 @@ def id_rows(ids: Any, feature: str, id_columns: Sequence[str]) -> Any:
     if isinstance(ids, str | bytes):
         raise DataError(f"feature {feature!r}: got one id {ids!r}; pass a list of ids, e.g. "
                         f"[{ids!r}]")
+    if type(ids).__module__.startswith("pandas") and getattr(ids, "ndim", 2) == 1:
+        ids = ids.tolist()  # a Series or Index of ids: its values, as a list would give them
     tabular = (pa.Table, pa.RecordBatch, Mapping)
     if isinstance(ids, tabular) or hasattr(ids, "to_arrow") or \
             type(ids).__module__.startswith("pandas") or not isinstance(ids, Iterable):
@@ -129,10 +131,15 @@ def from_pandas(frame: Any, feature: str) -> pa.Table:
 
     Raises:
         DataError: an ``object`` column whose values Arrow cannot hold as one type (names the
-            column and first row).
+            column and first row); two columns of one name.
     """
     import pandas as pd
 
+    names = [str(c) for c in frame.columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"feature {feature!r}: the pandas frame has columns named more than "
+                        f"once: {twice}; rename or drop the copies (one column per name)")
     kinds = [getattr(dtype, "kind", "") if isinstance(dtype, np.dtype) else ""
              for dtype in frame.dtypes]
     exact = {i: _exact_array(pd, frame.iloc[:, i].to_numpy(), kind, feature, str(name))
